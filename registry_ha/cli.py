@@ -1,0 +1,45 @@
+"""`scripts/deploy-registry-ha.sh` entry point: one dispatcher, one module per command group."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> "module:function"; the function takes the remaining arguments and returns the exit code
+COMMANDS = {
+    "deploy": "registry_ha.pulumi_ops:deploy_main",
+    "preview": "registry_ha.pulumi_ops:preview_main",
+    "rollback": "registry_ha.pulumi_ops:rollback_main",
+    "history": "registry_ha.pulumi_ops:history_main",
+    "render": "registry_ha.render:main",
+    "local": "registry_ha.sandbox.cli:main",
+}
+
+USAGE = """\
+usage: deploy-registry-ha.sh COMMAND [ARGS]
+
+  deploy   <staging|production> [--yes]      preview, confirm, pulumi up, print addresses
+  preview  <staging|production>              pulumi preview --diff (with the policy pack)
+  rollback <staging|production> [--to N]     re-deploy the code of an earlier successful update
+  history  <staging|production>              the stack's update history
+  render   <staging|production> [--out DIR] [--show-secrets]
+                                             manifests and AWS inputs, offline (no cloud, no CLI)
+  local    up|down|status [--json] [...]     the HA topology as local processes on 127.0.0.1
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    target = COMMANDS.get(command)
+    if target is None:
+        sys.stderr.write(f"error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}\n\n{USAGE}")
+        return 2
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The Distribution `config.yml`, built as data from settings, endpoints and credentials.
+
+The program stores the result in a Kubernetes Secret; the local sandbox writes the
+same document to disk with only addresses, endpoints and the schema overridden.
+Keys differ between Distribution 2.8 ("v2") and 3.x ("v3"); see
+../shared/reference/distribution-ha.md section 1.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import yaml
+
+from registry_ha.settings import DEBUG_PORT, REGISTRY_PORT, Settings
+
+Role = Literal["private", "mirror"]
+
+CONFIG_PATHS = {"v2": "/etc/docker/registry/config.yml", "v3": "/etc/distribution/config.yml"}
+ROOT_DIRECTORIES = {"private": "/registry", "mirror": "/dockerhub-cache"}
+METRICS_PATH = "/metrics"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where things are. The only part of the config the sandbox replaces."""
+
+    s3_bucket: str
+    s3_region: str
+    redis_addr: str
+    s3_endpoint: Optional[str] = None  # an S3-compatible server; AWS when None
+    listen_addr: str = f":{REGISTRY_PORT}"
+    debug_addr: str = f":{DEBUG_PORT}"
+    proxy_remote_url: Optional[str] = None  # None: settings.mirror.remote_url
+
+
+@dataclass(frozen=True)
+class Credentials:
+    http_secret: str
+    redis_password: str
+    s3_access_key: str
+    s3_secret_key: str
+    upstream_username: Optional[str] = None
+    upstream_password: Optional[str] = None
+    kms_key_id: Optional[str] = None  # SSE-KMS key the registry asks S3 to use
+
+
+def redis_section(settings: Settings, schema: str, endpoints: Endpoints, credentials: Credentials, db: int) -> dict:
+    timeout = settings.redis.timeout
+    common = {
+        "password": credentials.redis_password,
+        "db": db,
+        # Without timeouts a hung Redis stalls every pull for 20 s or more.
+        "dialtimeout": timeout,
+        "readtimeout": timeout,
+        "writetimeout": timeout,
+    }
+    if schema == "v3":
+        return {
+            "addrs": [endpoints.redis_addr],
+            **common,
+            "poolsize": 64,
+            "maxidleconns": 16,
+            "connmaxidletime": "300s",
+        }
+    return {
+        "addr": endpoints.redis_addr,
+        **common,
+        "pool": {"maxidle": 16, "maxactive": 64, "idletimeout": "300s"},
+    }
+
+
+def s3_section(settings: Settings, schema: str, role: Role, endpoints: Endpoints, credentials: Credentials) -> dict:
+    s3: dict = {
+        "region": endpoints.s3_region,
+        "bucket": endpoints.s3_bucket,
+        "accesskey": credentials.s3_access_key,
+        "secretkey": credentials.s3_secret_key,
+        "encrypt": True,
+        "secure": True,
+        "v4auth": True,
+        "rootdirectory": ROOT_DIRECTORIES[role],
+    }
+    if credentials.kms_key_id:
+        s3["keyid"] = credentials.kms_key_id
+    endpoint = endpoints.s3_endpoint or settings.storage.endpoint
+    if endpoint:
+        s3["regionendpoint"] = endpoint
+        s3["secure"] = endpoint.startswith("https://")
+        if schema == "v3":
+            # v3 no longer implies path-style addressing from regionendpoint (distribution#4528).
+            s3["forcepathstyle"] = True
+    return s3
+
+
+def build_registry_config(
+    settings: Settings,
+    role: Role,
+    endpoints: Endpoints,
+    credentials: Credentials,
+    schema: Optional[str] = None,
+) -> dict:
+    """Return the Distribution configuration document for the private registry or the cache."""
+    schema = schema or settings.registry.schema
+    if schema not in CONFIG_PATHS:
+        raise ValueError(f"schema must be v2 or v3, not {schema!r}")
+    if role not in ROOT_DIRECTORIES:
+        raise ValueError(f"role must be private or mirror, not {role!r}")
+
+    storage: dict = {
+        "s3": s3_section(settings, schema, role, endpoints, credentials),
+        # Needed for garbage collection of the private registry and for the cache's expiry.
+        "delete": {"enabled": True},
+        "redirect": {"disable": not settings.registry.storage_redirect},
+        "cache": {"blobdescriptor": "redis"},
+        "maintenance": {
+            "uploadpurging": {
+                "enabled": role == "private",
+                "age": settings.registry.upload_purge_age,
+                "interval": "24h",
+                "dryrun": False,
+            }
+        },
+    }
+    config: dict = {
+        "version": 0.1,
+        "log": {
+            "level": settings.registry.log_level,
+            "formatter": "json",
+            "fields": {"service": f"registry-{role}", "environment": settings.stack},
+        },
+        "storage": storage,
+        "http": {
+            "addr": endpoints.listen_addr,
+            # One secret for every replica: upload state signed by one replica must verify on the next.
+            "secret": credentials.http_secret,
+            "draintimeout": f"{max(settings.registry.pre_stop_seconds, 5)}s",
+            "headers": {"X-Content-Type-Options": ["nosniff"]},
+            "debug": {
+                "addr": endpoints.debug_addr,
+                "prometheus": {"enabled": True, "path": METRICS_PATH},
+            },
+        },
+        "redis": redis_section(
+            settings,
+            schema,
+            endpoints,
+            credentials,
+            settings.redis.registry_db if role == "private" else settings.redis.mirror_db,
+        ),
+        "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+    }
+    if role == "mirror":
+        proxy: dict = {"remoteurl": endpoints.proxy_remote_url or settings.mirror.remote_url}
+        if credentials.upstream_username:
+            proxy["username"] = credentials.upstream_username
+            proxy["password"] = credentials.upstream_password or ""
+        if schema == "v3":
+            proxy["ttl"] = settings.mirror.ttl
+        config["proxy"] = proxy
+    return config
+
+
+def dump_config(config: dict) -> str:
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
+
+
+def config_checksum(text: str) -> str:
+    """Stored as a pod-template annotation: any change to config.yml rolls the pods."""
+    return hashlib.sha256(text.encode()).hexdigest()
