@@ -81,6 +81,8 @@ def s3_section(settings: Settings, schema: str, role: Role, endpoints: Endpoints
         "secure": True,
         "v4auth": True,
         "rootdirectory": ROOT_DIRECTORIES[role],
+        # The bucket disables ACLs (BucketOwnerEnforced); that accepts only this canned ACL.
+        "objectacl": "bucket-owner-full-control",
     }
     if credentials.kms_key_id:
         s3["keyid"] = credentials.kms_key_id

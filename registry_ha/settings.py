@@ -513,6 +513,8 @@ def load_settings(
             raise _fail("loadBalancerIP", "an IP address", lb_ip) from None
         if not ip.is_private:
             raise _fail("loadBalancerIP", "a private (internal) IP address", lb_ip)
+        if lb_provider not in ("metallb", "gcp", "azure"):
+            raise _fail("loadBalancerIP", "only with loadBalancerProvider metallb, gcp or azure", lb_ip)
     node_port = require_range("nodePort", 30000, 32767)
     mirror_node_port = get("mirrorNodePort")
     if mirror_node_port is not None:

@@ -1,0 +1,55 @@
+"""registry-ha: a highly available private registry for the Neural Hive Mind cluster.
+
+    clients ──> internal LB registry.neural-hive.local:5000 ─┐      ┌─> S3 bucket (SSE, TLS-only)
+            └─> <node>:30500 (NodePort) ─────────────────────┼─> docker-registry x3 ─┤
+                                                              │      └─> Redis (blob descriptors, db 0)
+    nodes ───> docker-registry-mirror:5000 ──> Docker Hub    ─┘  cache: own S3 prefix, Redis db 1
+"""
+import pulumi
+
+from components.namespace import RegistryNamespace, RegistryNamespaceArgs
+from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.redis import RedisCache, RedisCacheArgs
+from components.registry import Registry, RegistryArgs
+from components.storage import RegistryStorage, RegistryStorageArgs
+from registry_ha.settings import from_pulumi_config
+
+settings = from_pulumi_config()
+
+namespace = RegistryNamespace("namespace", RegistryNamespaceArgs(settings=settings))
+storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings.storage, stack=settings.stack))
+redis = RedisCache("redis", RedisCacheArgs(settings=settings, namespace=namespace.name))
+
+
+def registry_args(role: str) -> RegistryArgs:
+    return RegistryArgs(
+        settings=settings,
+        role=role,
+        namespace=namespace.name,
+        bucket_name=storage.bucket_name,
+        access_key_id=storage.access_key_id,
+        secret_access_key=storage.secret_access_key,
+        kms_key_arn=storage.kms_key_arn,
+        redis_address=redis.address,
+        redis_password=redis.password,
+    )
+
+
+registry = Registry("private", registry_args("private"))
+mirror = Registry("dockerhub-cache", registry_args("mirror")) if settings.mirror.enabled else None
+network = NetworkPolicies("network", NetworkPoliciesArgs(settings=settings, namespace=namespace.name))
+
+pulumi.export("registryAddress", settings.registry_address)
+pulumi.export("secondaryAddress", settings.secondary_address)
+pulumi.export("loadBalancerAddress", registry.load_balancer_address)
+pulumi.export(
+    "hostsLine",
+    registry.load_balancer_address.apply(
+        lambda address: f"{address} {settings.exposure.hostname}" if address else None
+    ),
+)
+pulumi.export("mirrorAddress", mirror.cluster_address if mirror else None)
+pulumi.export("bucketName", storage.bucket_name)
+pulumi.export("region", settings.storage.region)
+pulumi.export("iamUserName", storage.user_name)
+pulumi.export("namespace", namespace.name)

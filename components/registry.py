@@ -1,0 +1,172 @@
+"""A CNCF Distribution workload: the private registry, or the Docker Hub pull-through cache.
+
+They are two instances of this component, not one: a registry in proxy mode refuses
+every push (405 UNSUPPORTED), so the cache cannot be the registry clients push to.
+Each gets its own S3 rootdirectory and its own Redis db: a cache sharing the private
+registry's db was seen answering 200 with 0-byte blobs it never stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from registry_ha.k8s import (
+    Names,
+    Role,
+    lb_annotations,
+    metadata,
+    metrics_service_spec,
+    mirror_service_spec,
+    pdb_spec,
+    registry_deployment_spec,
+    registry_service_spec,
+    service_monitor_spec,
+)
+from registry_ha.registry_config import (
+    Credentials,
+    Endpoints,
+    build_registry_config,
+    config_checksum,
+    dump_config,
+)
+from registry_ha.settings import REGISTRY_PORT, Settings
+
+
+@dataclass
+class RegistryArgs:
+    settings: Settings
+    role: Role
+    namespace: pulumi.Input[str]
+    bucket_name: pulumi.Input[str]
+    access_key_id: pulumi.Input[str]
+    secret_access_key: pulumi.Input[str]
+    kms_key_arn: Optional[pulumi.Input[str]]
+    redis_address: str
+    redis_password: pulumi.Input[str]
+
+
+class Registry(pulumi.ComponentResource):
+    service_name: str
+    cluster_address: str
+    load_balancer_address: pulumi.Output[Optional[str]]
+
+    def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("registry-ha:registry:Registry", name, None, opts)
+        settings, role = args.settings, args.role
+        names = Names.for_registry(settings, role)
+        component = "registry" if role == "private" else "mirror"
+        child = pulumi.ResourceOptions(parent=self)
+
+        def meta(object_name: str, object_component: str = component, annotations: Optional[dict] = None):
+            return pulumi.Output.from_input(args.namespace).apply(
+                lambda ns: metadata(object_name, ns, names.app, object_component, settings.stack, annotations)
+            )
+
+        # One secret for all replicas, stable across updates (a per-pod or per-render secret
+        # breaks uploads whose requests land on different replicas: BLOB_UPLOAD_INVALID).
+        self.http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=child)
+
+        upstream_password = settings.mirror.password if role == "mirror" else None
+        config_text = pulumi.Output.all(
+            self.http_secret.result,
+            args.redis_password,
+            args.bucket_name,
+            args.access_key_id,
+            args.secret_access_key,
+            args.kms_key_arn,
+            upstream_password,
+        ).apply(
+            lambda v: dump_config(
+                build_registry_config(
+                    settings,
+                    role,
+                    Endpoints(s3_bucket=v[2], s3_region=settings.storage.region, redis_addr=args.redis_address),
+                    Credentials(
+                        http_secret=v[0],
+                        redis_password=v[1],
+                        s3_access_key=v[3],
+                        s3_secret_key=v[4],
+                        kms_key_id=v[5],
+                        upstream_username=settings.mirror.username if role == "mirror" else None,
+                        upstream_password=v[6],
+                    ),
+                )
+            )
+        )
+        # config.yml holds the S3 keys, the http secret and the Redis password: a Secret, never a ConfigMap.
+        self.config_secret = k8s.core.v1.Secret(
+            f"{name}-config",
+            metadata=meta(names.config_secret),
+            type="Opaque",
+            string_data={"config.yml": pulumi.Output.secret(config_text)},
+            opts=child,
+        )
+        # The digest of a document holding 48+ random characters reveals nothing; unsecret it so
+        # that `pulumi preview` shows when the pods are about to roll.
+        self.checksum = pulumi.Output.unsecret(config_text.apply(config_checksum))
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=meta(names.app),
+            spec=self.checksum.apply(lambda c: registry_deployment_spec(settings, role, c)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_secret]),
+        )
+
+        if role == "private":
+            self.pdb = k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=meta(names.app),
+                spec=pdb_spec(names.app, settings.stack),
+                opts=child,
+            )
+            service_spec = registry_service_spec(settings)
+            service_annotations = lb_annotations(settings.exposure)
+        else:
+            service_spec = mirror_service_spec(settings)
+            service_annotations = {}
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=meta(names.app, annotations=service_annotations or None),
+            spec=service_spec,
+            opts=child,
+        )
+        # The debug port serves pprof and /debug/vars besides /metrics: cluster-internal only.
+        self.metrics_service = k8s.core.v1.Service(
+            f"{name}-metrics",
+            metadata=meta(names.metrics_service, "metrics"),
+            spec=metrics_service_spec(names.app, settings.stack),
+            opts=child,
+        )
+        if settings.network.service_monitor:
+            self.service_monitor = k8s.apiextensions.CustomResource(
+                f"{name}-service-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata=meta(names.app, "metrics"),
+                spec=pulumi.Output.from_input(args.namespace).apply(
+                    lambda ns: service_monitor_spec(names.app, settings.stack, ns)
+                ),
+                opts=child,
+            )
+
+        self.service_name = names.app
+        self.cluster_address = f"{names.app}.{settings.namespace}.svc.cluster.local:{REGISTRY_PORT}"
+        self.load_balancer_address = self.service.status.apply(_ingress_address)
+        self.register_outputs(
+            {
+                "service_name": self.service_name,
+                "cluster_address": self.cluster_address,
+                "load_balancer_address": self.load_balancer_address,
+                "checksum": self.checksum,
+            }
+        )
+
+
+def _ingress_address(status) -> Optional[str]:
+    ingress = ((status or {}).get("load_balancer") or {}).get("ingress") or []
+    if not ingress:
+        return None
+    return ingress[0].get("ip") or ingress[0].get("hostname")

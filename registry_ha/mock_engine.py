@@ -1,0 +1,274 @@
+"""Run the Pulumi program under the mock engine and record everything it declares.
+
+Used by the tests and by `deploy-registry-ha.sh render`: no cloud credentials, no Pulumi
+CLI. Stack config comes from `Pulumi.<stack>.yaml` exactly as the CLI would pass it
+(strings; lists and maps as JSON; `secure:` values replaced by a placeholder, since they
+can only be decrypted by the stack's secrets provider).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from registry_ha.iam import to_policy_json
+from registry_ha.settings import PROJECT, STACKS, SettingsError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = REPO_ROOT / "__main__.py"
+ACCOUNT_ID = "123456789012"
+MOCK_LB_IP = "192.0.2.10"  # TEST-NET-1: a documentation address, never a real host
+SECURE_PLACEHOLDER = "mock-secure-value"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+@dataclass
+class Recorded:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict
+    state: dict = field(default_factory=dict)
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    resources: list[Recorded]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+
+    def of_type(self, type_: str) -> list[Recorded]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Recorded:
+        matches = [r for r in self.resources if r.type == type_ and r.name == name]
+        if len(matches) != 1:
+            have = sorted(r.name for r in self.of_type(type_))
+            raise KeyError(f"{type_} {name!r}: {len(matches)} matches; have {have}")
+        return matches[0]
+
+    def component_of(self, resource: Recorded) -> str:
+        """Name of the top-level component a resource belongs to."""
+        by_urn = {r.urn: r for r in self.resources}
+        current = resource
+        while current.parent in by_urn:
+            current = by_urn[current.parent]
+        return current.name
+
+    def manifests(self) -> list[dict]:
+        """Kubernetes objects as the API server would receive them (secrets unwrapped)."""
+        return [normalize(unwrap_secrets(r.inputs)) for r in self.resources if r.type.startswith("kubernetes:")]
+
+
+def deterministic(seed: str, length: int = 40) -> str:
+    text = ""
+    counter = 0
+    while len(text) < length:
+        text += hashlib.sha256(f"{seed}:{counter}".encode()).hexdigest()
+        counter += 1
+    return text[:length]
+
+
+class RegistryMocks(Mocks):
+    """Provider-computed values the program reads, made up deterministically."""
+
+    def __init__(self, region: str = "us-east-1", lb_ip: Optional[str] = MOCK_LB_IP):
+        self.region = region
+        self.lb_ip = lb_ip
+
+    def new_resource(self, args: MockResourceArgs):
+        inputs = dict(args.inputs)
+        state = dict(inputs)
+        resource_id = f"{args.name}-id"
+        typ = args.typ
+        if typ == "random:index/randomPassword:RandomPassword":
+            length = int(inputs.get("length", 32))
+            state["result"] = deterministic(f"password:{args.name}", length)
+        elif typ == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', args.name + '-')}{deterministic(args.name, 8)}"
+            resource_id = bucket
+            state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}", region=self.region)
+        elif typ == "aws:iam/user:User":
+            name = inputs.get("name", args.name)
+            resource_id = name
+            state.update(name=name, arn=f"arn:aws:iam::{ACCOUNT_ID}:user{inputs.get('path', '/')}{name}")
+        elif typ == "aws:iam/accessKey:AccessKey":
+            resource_id = "AKIA" + deterministic(f"key:{args.name}", 16).upper()
+            state.update(secret=deterministic(f"secret:{args.name}", 40), status="Active")
+        elif typ == "aws:kms/key:Key":
+            key_id = deterministic(f"kms:{args.name}", 32)
+            resource_id = key_id
+            state.update(keyId=key_id, arn=f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}")
+        elif typ == "kubernetes:core/v1:Service":
+            if (inputs.get("spec") or {}).get("type") == "LoadBalancer" and self.lb_ip:
+                state["status"] = {"loadBalancer": {"ingress": [{"ip": self.lb_ip}]}}
+        return resource_id, state
+
+    def call(self, args: MockCallArgs):
+        if args.token == "aws:iam/getPolicyDocument:getPolicyDocument":
+            statements = [dict(s) for s in args.args.get("statements", [])]
+            return {"json": to_policy_json(statements), "id": "policy"}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock", "userId": "MOCK"}
+        raise NotImplementedError(f"no mock for invoke {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """Remembers each registration's parent and inputs, so resources can be grouped by component."""
+
+    def __init__(self, mocks: Mocks):
+        super().__init__(mocks)
+        self.recorded: list[Recorded] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            from pulumi.runtime import rpc
+
+            inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            registration = self.resources.get(response.urn)
+            self.recorded.append(
+                Recorded(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=bool(request.custom),
+                    inputs=inputs,
+                    state=dict(registration.state) if registration else {},
+                )
+            )
+        return response
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def load_stack_config(stack: str, repo_root: Path = REPO_ROOT) -> tuple[dict[str, str], set[str]]:
+    """`config:` of Pulumi.<stack>.yaml as the CLI hands it to the program: (values, secret keys)."""
+    if stack not in STACKS:
+        raise SettingsError(f"stack {stack!r}: allowed stacks are {', '.join(STACKS)}")
+    path = repo_root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        return {}, set()
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SettingsError(f"{path.name}:{where}: not valid YAML") from None
+    if not isinstance(document, dict):
+        raise SettingsError(f"{path.name}: must be a map with a `config:` map (got a {type(document).__name__})")
+    config = document.get("config") or {}
+    if not isinstance(config, dict):
+        raise SettingsError(f"{path.name}: `config:` must be a map of key: value (got a {type(config).__name__})")
+    values: dict[str, str] = {}
+    secret_keys: set[str] = set()
+    for key, value in config.items():
+        full_key = key if ":" in str(key) else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[full_key] = SECURE_PLACEHOLDER
+            secret_keys.add(full_key)
+        elif isinstance(value, dict) and "value" in value and len(value) == 1:
+            values[full_key] = _config_string(value["value"])
+        else:
+            values[full_key] = _config_string(value)
+    return values, secret_keys
+
+
+def run_program(
+    stack: str,
+    config: Optional[Mapping[str, str]] = None,
+    secret_keys: Optional[set[str]] = None,
+    mocks: Optional[RegistryMocks] = None,
+) -> ProgramRun:
+    """Evaluate __main__.py for `stack` under mocks (preview=False) and return what it declared.
+
+    `config`: the full config (defaults to Pulumi.<stack>.yaml); keys as `registry-ha:name`.
+    """
+    if config is None:
+        config, file_secret_keys = load_stack_config(stack)
+        secret_keys = (secret_keys or set()) | file_secret_keys
+    config = dict(config)
+    region = config.get("aws:region", "us-east-1")
+    runtime_settings.ROOT.set(None)
+    runtime_config.set_all_config(config, sorted(secret_keys or set()))
+    mocks = mocks or RegistryMocks(region=region)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    runtime_settings.SETTINGS.rpc_manager.clear()
+    runtime_settings.SETTINGS.outputs.clear()
+
+    exported: dict[str, Any] = {}
+    secret_outputs: set[str] = set()
+
+    def evaluate():
+        runpy.run_path(str(PROGRAM), run_name="__pulumi_program__")
+        root = runtime_settings.get_root_resource()
+        for name, value in dict(getattr(root, "outputs", {}) or {}).items():
+            output = pulumi.Output.from_input(value)
+            exported[name] = _sync_await(output.future())
+            if _sync_await(output.is_secret()):
+                secret_outputs.add(name)
+
+    _sync_await(run_pulumi_func(evaluate))
+    return ProgramRun(stack=stack, resources=monitor.recorded, outputs=exported, secret_outputs=secret_outputs)
+
+
+def is_secret_wrapper(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if is_secret_wrapper(value):
+        return unwrap_secrets(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def redact_secrets(value: Any, placeholder: str = "[secret]") -> Any:
+    if is_secret_wrapper(value):
+        inner = value["value"]
+        if isinstance(inner, dict):
+            return {k: placeholder for k in inner}
+        return placeholder
+    if isinstance(value, dict):
+        return {k: redact_secrets(v, placeholder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_secrets(v, placeholder) for v in value]
+    return value
+
+
+def normalize(value: Any) -> Any:
+    """The wire format turns every number into a float; Kubernetes wants integers back."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value

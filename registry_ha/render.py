@@ -1,0 +1,92 @@
+"""`deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]`
+
+Evaluates the program for a stack under the mock engine (no cloud credentials, no Pulumi
+CLI) and writes what it would deploy: one multi-document YAML per component with the
+Kubernetes manifests, and aws.json with every AWS resource and its inputs. Secret values
+are redacted unless --show-secrets; even then they are the mock engine's stand-ins, never
+the stack's real secrets (those live only in the Pulumi state).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from registry_ha.mock_engine import REPO_ROOT, ProgramRun, normalize, redact_secrets, run_program, unwrap_secrets
+from registry_ha.settings import STACKS, SettingsError
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other command
+        self.exit(2, f"error: render: {message}\nusage: deploy-registry-ha.sh render <staging|production> [--out DIR] [--show-secrets]\n")
+
+
+def render_documents(run: ProgramRun, show_secrets: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
+    """(component -> Kubernetes manifests, AWS resources) of a program run."""
+    clean = unwrap_secrets if show_secrets else redact_secrets
+    manifests: dict[str, list[dict]] = {}
+    aws: list[dict] = []
+    for resource in run.resources:
+        if not resource.custom:
+            continue
+        component = run.component_of(resource)
+        body = normalize(clean(resource.inputs))
+        if resource.type.startswith("kubernetes:"):
+            manifests.setdefault(component, []).append(_kubernetes_order(body))
+        elif resource.type.startswith("aws:"):
+            aws.append({"type": resource.type, "name": resource.name, "component": component, "inputs": body})
+    return manifests, aws
+
+
+def _kubernetes_order(manifest: dict) -> dict:
+    first = ("apiVersion", "kind", "metadata", "type")
+    ordered = {k: manifest[k] for k in first if k in manifest}
+    ordered.update({k: v for k, v in manifest.items() if k not in first})
+    return ordered
+
+
+def write_render(run: ProgramRun, out: Path, show_secrets: bool = False) -> list[Path]:
+    manifests, aws = render_documents(run, show_secrets)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in list(out.glob("*.yaml")) + list(out.glob("*.json")):
+        stale.unlink()
+    written = []
+    for component, documents in sorted(manifests.items()):
+        path = out / f"{component}.yaml"
+        path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+        written.append(path)
+    aws_path = out / "aws.json"
+    aws_path.write_text(json.dumps(aws, indent=2, sort_keys=False) + "\n")
+    written.append(aws_path)
+    outputs = {k: ("[secret]" if k in run.secret_outputs and not show_secrets else v) for k, v in run.outputs.items()}
+    outputs_path = out / "outputs.json"
+    outputs_path.write_text(json.dumps(outputs, indent=2) + "\n")
+    written.append(outputs_path)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    parser = _ArgumentParser(prog="deploy-registry-ha.sh render", add_help=True)
+    parser.add_argument("stack", help="staging or production")
+    parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
+    parser.add_argument("--show-secrets", action="store_true", help="write the mock secret values instead of [secret]")
+    args = parser.parse_args(argv)
+    if args.stack not in STACKS:
+        sys.stderr.write(f"error: render: unknown stack {args.stack!r}; allowed: {', '.join(STACKS)}\n")
+        return 2
+    out = args.out or REPO_ROOT / "build" / args.stack
+    try:
+        run = run_program(args.stack)
+    except SettingsError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    written = write_render(run, out, args.show_secrets)
+    kubernetes = sum(1 for r in run.resources if r.custom and r.type.startswith("kubernetes:"))
+    aws = sum(1 for r in run.resources if r.custom and r.type.startswith("aws:"))
+    print(f"rendered {args.stack}: {kubernetes} Kubernetes objects, {aws} AWS resources -> {out}")
+    for path in written:
+        print(f"  {path.relative_to(out) if path.is_relative_to(out) else path}")
+    return 0
