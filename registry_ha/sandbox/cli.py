@@ -1,0 +1,86 @@
+"""`deploy-registry-ha.sh local up|down|status [--json]`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from registry_ha.settings import STACKS, SettingsError
+from registry_ha.sandbox.core import (
+    DEFAULT_LB_PORT,
+    DEFAULT_PORT_BASE,
+    DEFAULT_STATE_DIR,
+    Sandbox,
+    SandboxError,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="deploy-registry-ha.sh local",
+        description="The HA registry topology (S3, Redis, N replicas behind haproxy, the cache) on 127.0.0.1.",
+    )
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.add_argument("--json", action="store_true", help="status: print JSON")
+    p.add_argument("--stack", choices=STACKS, default="staging", help="stack whose config is rendered (default staging)")
+    p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="data, configs, secrets, logs (default .sandbox/)")
+    p.add_argument("--port", type=int, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
+    p.add_argument(
+        "--port-base",
+        type=int,
+        default=DEFAULT_PORT_BASE,
+        help="every other port is base+0..59 (and base+10058 for weed's admin gRPC); default 25000",
+    )
+    p.add_argument("--upstream", default=None, help="upstream of the pull-through cache (default: the stack's, Docker Hub)")
+    return p
+
+
+def _print_status(status: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    print(f"registry (LB): {status['endpoint']}")
+    print(f"cache:         {status['mirror'] or '(disabled)'}")
+    for c in status["components"]:
+        state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else "stopped")
+        print(f"  {c['name']:<11} {c['role']:<9} {c['address']:<22} pid {str(c['pid'] or '-'):<8} {state}")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.action == "up":
+            sandbox = Sandbox(
+                args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream
+            )
+            for note in sandbox.notes:
+                sys.stderr.write(f"local: note: {note}\n")
+            sandbox.up()
+            status = sandbox.status()
+            _print_status(status, args.json)
+            if not args.json:
+                ep = status["endpoint"]
+                print(
+                    f"\npush: skopeo copy --insecure-policy --dest-tls-verify=false oci:DIR:TAG docker://{ep}/REPO:TAG"
+                    f"\npull: skopeo copy --insecure-policy --src-tls-verify=false docker://{ep}/REPO:TAG dir:OUT"
+                    f"\nstop: ./scripts/deploy-registry-ha.sh local down"
+                    + (f" --state-dir {args.state_dir}" if args.state_dir != str(DEFAULT_STATE_DIR) else "")
+                )
+            # the cache is optional for the private registry (an unreachable upstream is a warning)
+            return 0 if all(c["healthy"] for c in status["components"] if c["role"] != "mirror") else 1
+        sandbox = Sandbox.from_state(args.state_dir)
+        if args.action == "down":
+            if sandbox is None:
+                sys.stderr.write(f"local: nothing recorded in {args.state_dir}; nothing to stop\n")
+                return 0
+            stopped = sandbox.down()
+            sys.stderr.write(f"local: down ({len(stopped)} process(es) stopped; data kept in {sandbox.state_dir})\n")
+            return 0
+        if sandbox is None:  # status of a sandbox never started: what `up` would run, all stopped
+            sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base)
+        status = sandbox.status()
+        _print_status(status, args.json)
+        return 0 if all(c["healthy"] for c in status["components"]) else 1
+    except (SandboxError, SettingsError) as exc:
+        sys.stderr.write(f"local: error: {exc}\n")
+        return 1

@@ -1,0 +1,166 @@
+"""Process and port helpers for the sandbox: start in a new session, identify by pid + start time, stop.
+
+A pid alone is not an identity (pids are reused), so every process is recorded with its
+`/proc/<pid>/stat` start time; `down` signals a pid only while both still match.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def minimal_env(home: Path, extra: Optional[dict] = None) -> dict:
+    """The whole environment a server gets: no AWS_*, no proxies, nothing inherited."""
+    env = {"PATH": SAFE_PATH, "HOME": str(home), "LANG": "C.UTF-8"}
+    env.update(extra or {})
+    return env
+
+
+def start_time(pid: int) -> Optional[int]:
+    """Start time of `pid` in clock ticks since boot, or None when there is no such live process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'
+    fields = raw[raw.rindex(")") + 2 :].split()
+    state, starttime = fields[0], int(fields[19])
+    if state in ("Z", "X"):
+        _reap(pid)
+        return None
+    return starttime
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def is_running(pid: Optional[int], started: Optional[int]) -> bool:
+    return pid is not None and started is not None and start_time(pid) == started
+
+
+def spawn(argv: Sequence[str], log_path: Path, env: dict, cwd: Path) -> tuple[int, int]:
+    """Start `argv` in its own session (its own process group), output appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(cwd),
+            start_new_session=True,
+            close_fds=True,
+        )
+    started = None
+    for _ in range(100):
+        started = start_time(proc.pid)
+        if started is not None or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    if started is None:
+        raise RuntimeError(f"{argv[0]} exited at once (code {proc.poll()}); see {log_path}")
+    return proc.pid, started
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop(pid: Optional[int], started: Optional[int], timeout: float = 15.0) -> bool:
+    """SIGTERM the process group of a recorded process, SIGKILL after `timeout`. True if it was running."""
+    if not is_running(pid, started):
+        return False
+    assert pid is not None
+    _signal_group(pid, signal.SIGTERM)
+    _signal_group(pid, signal.SIGCONT)  # a stopped (SIGSTOP) process only acts on SIGTERM once continued
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(pid, started):
+            return True
+        time.sleep(0.05)
+    _signal_group(pid, signal.SIGKILL)
+    for _ in range(200):
+        if not is_running(pid, started):
+            break
+        time.sleep(0.05)
+    return True
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_status(address: str, path: str = "/", timeout: float = 2.0, method: str = "GET") -> Optional[int]:
+    """Status code of a plain-HTTP request to host:port (never through a proxy), or None."""
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def redis_ping(address: str, password: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            pw = password.encode()
+            sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n" % (len(pw), pw))
+            data = b""
+            while b"PONG" not in data and len(data) < 200:
+                chunk = sock.recv(200)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(b"+OK") and b"+PONG" in data
+    except OSError:
+        return False
+
+
+def wait_until(check, timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
