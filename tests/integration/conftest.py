@@ -1,0 +1,155 @@
+"""Fixtures for the integration suite: real servers on free 127.0.0.1 ports, temp state dirs.
+
+One sandbox (S3, Redis, 3 replicas, haproxy, cache) is shared by the whole session; tests that
+disturb it (kill a replica, stop Redis) put it back before they finish. Every process started
+here is stopped by a finalizer.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from conftest import REPO_ROOT, require_binary
+from registry_ha.sandbox import procs
+from registry_ha.sandbox.core import Sandbox
+
+SERVERS = ("docker-registry", "redis-server", "haproxy", "weed", "skopeo")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_base(span: int = 60) -> int:
+    """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(20000, 50000 - span, 10)
+        ports = [*range(base, base + span), base + 10058]
+        if all(procs.port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+@dataclass
+class Server:
+    """A process a test started (pid + start time), with its address."""
+
+    name: str
+    address: str
+    pid: int
+    started: int
+    log: Path
+
+    def stop(self) -> None:
+        procs.stop(self.pid, self.started, timeout=10)
+
+    def running(self) -> bool:
+        return procs.is_running(self.pid, self.started)
+
+
+class ServerPool:
+    def __init__(self, root: Path):
+        self.root = root
+        self.servers: list[Server] = []
+
+    def start(self, name: str, argv: list[str], address: str, ready=None, env_extra: Optional[dict] = None, timeout: float = 30) -> Server:
+        log = self.root / f"{name}.log"
+        pid, started = procs.spawn(argv, log, procs.minimal_env(self.root, env_extra), self.root)
+        server = Server(name, address, pid, started, log)
+        self.servers.append(server)
+        port = int(address.rsplit(":", 1)[1])
+        check = ready or (lambda: procs.port_listening(port))
+        def ok() -> bool:
+            if not server.running():
+                raise RuntimeError(f"{name} exited:\n{log.read_text(errors='replace')[-2000:]}")
+            return check()
+        if not procs.wait_until(ok, timeout):
+            raise RuntimeError(f"{name} not ready after {timeout}s:\n{log.read_text(errors='replace')[-2000:]}")
+        return server
+
+    def plain_registry(self, name: str) -> Server:
+        """A filesystem-backed registry (the cache's local upstream)."""
+        port = free_port()
+        data = self.root / f"{name}-data"
+        config = self.root / f"{name}.yml"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                version: 0.1
+                log: {{level: warn}}
+                storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
+                http: {{addr: 127.0.0.1:{port}}}
+                """
+            )
+        )
+        address = f"127.0.0.1:{port}"
+        return self.start(
+            name,
+            [require_binary("docker-registry"), "serve", str(config)],
+            address,
+            ready=lambda: procs.http_status(address, "/v2/") == 200,
+        )
+
+    def stop_all(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def bins() -> dict[str, str]:
+    return {name: require_binary(name) for name in SERVERS}
+
+
+@pytest.fixture(scope="session")
+def pool(tmp_path_factory, bins):
+    servers = ServerPool(tmp_path_factory.mktemp("servers"))
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture(scope="session")
+def upstream(pool) -> Server:
+    return pool.plain_registry("upstream")
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, bins, upstream):
+    sb = Sandbox(
+        tmp_path_factory.mktemp("sandbox"),
+        stack="staging",
+        lb_port=free_port(),
+        port_base=free_port_base(),
+        upstream=f"http://{upstream.address}",
+    )
+    try:
+        sb.up(out=open(os.devnull, "w"))
+        yield sb
+    finally:
+        sb.down(out=open(os.devnull, "w"))
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def skopeo_bin(bins) -> str:
+    return bins["skopeo"]
+
+
+def replica_addresses(sb: Sandbox) -> list[str]:
+    return [sb.components[name].address for name in sb.replica_names()]
+
+
+__all__ = ["REPO_ROOT", "free_port", "free_port_base", "replica_addresses"]
