@@ -576,3 +576,27 @@ def from_pulumi_config() -> Settings:
     ours = {k: v for k, v in raw.items() if k.startswith(f"{PROJECT}:")}
     aws_region = raw.get("aws:region")
     return load_settings(ours, pulumi.get_stack(), secret_keys, aws_region=aws_region)
+
+
+def config_reference_markdown() -> str:
+    """The README's config reference table, generated from KEYS so it cannot drift."""
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "unset"
+        if isinstance(value, bool):
+            return "`true`" if value else "`false`"
+        if isinstance(value, (list, tuple)):
+            return "`" + json.dumps(list(value)) + "`" if value else "`[]`"
+        return f"`{value}`"
+
+    lines = ["| key | staging | production | meaning |", "|---|---|---|---|"]
+    for key in KEYS:
+        staging, production = show(key.default_for("staging")), show(key.default_for("production"))
+        secret = " (secret)" if key.secret else ""
+        lines.append(f"| `{key.name}`{secret} | {staging} | {production} | {key.help.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(config_reference_markdown(), end="")

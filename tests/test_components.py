@@ -1,0 +1,366 @@
+"""Each ComponentResource under Pulumi mocks (preview=False). Every test returns its Output."""
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+import yaml
+
+from components.namespace import RegistryNamespace, RegistryNamespaceArgs
+from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.redis import RedisCache, RedisCacheArgs
+from components.registry import Registry, RegistryArgs
+from components.storage import RegistryStorage, RegistryStorageArgs
+from registry_ha.settings import load_settings
+from tests.mocking import registered, use_mocks
+
+KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/0000-given"
+
+
+def settings_for(stack="staging", **values):
+    return load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
+
+
+@pytest.fixture
+def monitor():
+    return use_mocks("staging")
+
+
+def statements_of(policy_json: str) -> dict:
+    return {s["Sid"]: s for s in json.loads(policy_json)["Statement"]}
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@pulumi.runtime.test
+def test_storage_staging_sse_s3_private_tls_only_least_privilege(monitor):
+    storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings_for().storage, stack="staging"))
+    assert storage.kms_key is None and storage.versioning is None
+
+    def check(args):
+        bucket, pab, encryption, policy, lifecycle, user_policy, ownership = args
+        assert bucket["bucketPrefix"] == "neural-hive-registry-staging-" and bucket["forceDestroy"] is True
+        assert {k: pab[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")} == {
+            "blockPublicAcls": True,
+            "blockPublicPolicy": True,
+            "ignorePublicAcls": True,
+            "restrictPublicBuckets": True,
+        }
+        (rule,) = encryption["rules"]
+        assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+        deny = statements_of(policy["policy"])["DenyInsecureTransport"]
+        assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        (abort,) = lifecycle["rules"]
+        assert abort["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 3}
+        assert ownership["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+        statements = statements_of(user_policy["policy"])
+        assert set(statements) == {"RegistryBucket", "RegistryObjects"}
+        arn = "arn:aws:s3:::" + bucket_name_from(policy)
+        assert statements["RegistryBucket"]["Resource"] == arn
+        assert statements["RegistryObjects"]["Resource"] == f"{arn}/*"
+
+    return registered(
+        monitor,
+        storage.bucket,
+        storage.public_access_block,
+        storage.encryption,
+        storage.bucket_policy,
+        storage.lifecycle,
+        storage.user_policy,
+        storage.ownership,
+    ).apply(check)
+
+
+def bucket_name_from(policy: dict) -> str:
+    resource = json.loads(policy["policy"])["Statement"][0]["Resource"][0]
+    return resource.removeprefix("arn:aws:s3:::")
+
+
+@pulumi.runtime.test
+def test_storage_production_creates_a_rotating_kms_key_and_grants_it(monitor):
+    storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings_for("production").storage, stack="production"))
+    assert storage.kms_key is not None and storage.versioning is not None
+
+    def check(args):
+        (key, encryption, user_policy, versioning, lifecycle), key_arn = args
+        assert key["enableKeyRotation"] is True
+        (rule,) = encryption["rules"]
+        assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}
+        assert rule["bucketKeyEnabled"] is True
+        kms = statements_of(user_policy["policy"])["RegistryKmsKey"]
+        assert kms["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"] and kms["Resource"] == key_arn
+        assert versioning["versioningConfiguration"] == {"status": "Enabled"}
+        rules = {r["id"]: r for r in lifecycle["rules"]}
+        assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+
+    return pulumi.Output.all(
+        registered(monitor, storage.kms_key, storage.encryption, storage.user_policy, storage.versioning, storage.lifecycle),
+        storage.kms_key_arn,
+    ).apply(check)
+
+
+@pulumi.runtime.test
+def test_storage_uses_a_given_kms_key_without_creating_one(monitor):
+    settings = settings_for("production", kmsKeyArn=KMS_ARN, bucketName="neural-hive-registry-prod")
+    storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings.storage, stack="production"))
+    assert storage.kms_key is None
+
+    def check(args):
+        bucket, encryption, user_policy = args
+        assert bucket["bucket"] == "neural-hive-registry-prod" and "bucketPrefix" not in bucket
+        assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"] == KMS_ARN
+        assert statements_of(user_policy["policy"])["RegistryKmsKey"]["Resource"] == KMS_ARN
+
+    return registered(monitor, storage.bucket, storage.encryption, storage.user_policy).apply(check)
+
+
+@pulumi.runtime.test
+def test_storage_secret_key_is_a_pulumi_secret(monitor):
+    storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings_for().storage, stack="staging"))
+
+    def check(secret_flag):
+        assert secret_flag is True
+
+    return pulumi.Output.from_input(storage.secret_access_key.is_secret()).apply(check)
+
+
+# --------------------------------------------------------------------------- redis
+
+
+@pulumi.runtime.test
+def test_redis_is_a_password_protected_lru_cache_without_persistence(monitor):
+    settings = settings_for(redisMaxMemory="64mb")
+    redis = RedisCache("redis", RedisCacheArgs(settings=settings, namespace="registry"))
+    assert redis.address == "registry-redis.registry.svc:6379"
+
+    def check(args):
+        (secret, deployment, service), password = args
+        conf = secret["stringData"]["redis.conf"].splitlines()
+        assert "maxmemory-policy allkeys-lru" in conf and "maxmemory 64mb" in conf
+        assert f"requirepass {password}" in conf and len(password) == 40
+        assert 'save ""' in conf and "appendonly no" in conf
+        assert secret["kind"] == "Secret"
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["readinessProbe"]["exec"]["command"][-1] == "redis-cli ping | grep -q PONG"
+        assert password not in json.dumps(deployment)  # the password reaches the probe through the env var
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 6379
+
+    return pulumi.Output.all(registered(monitor, redis.secret, redis.deployment, redis.service), redis.password).apply(check)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def registry_args(settings, role="private"):
+    return RegistryArgs(
+        settings=settings,
+        role=role,
+        namespace="registry",
+        bucket_name="bucket-1",
+        access_key_id="AKIAEXAMPLE",
+        secret_access_key=pulumi.Output.secret("s3-secret"),
+        kms_key_arn=None,
+        redis_address="registry-redis.registry.svc:6379",
+        redis_password=pulumi.Output.secret("redis-password"),
+    )
+
+
+@pulumi.runtime.test
+def test_private_registry_replicas_share_one_http_secret(monitor):
+    registry = Registry("private", registry_args(settings_for()))
+
+    def check(args):
+        (secret, deployment), http_secret = args
+        config = yaml.safe_load(secret["stringData"]["config.yml"])
+        assert config["http"]["secret"] == http_secret and len(http_secret) == 48
+        assert config["storage"]["s3"]["accesskey"] == "AKIAEXAMPLE"
+        assert config["redis"]["password"] == "redis-password"
+        spec = deployment["spec"]
+        assert spec["replicas"] == 3
+        pod = spec["template"]["spec"]
+        # One Secret volume for the whole Deployment: every replica reads the same secret.
+        assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["docker-registry-config"]
+        assert http_secret not in json.dumps(deployment)
+        assert spec["template"]["metadata"]["annotations"]["checksum/config"]
+
+    return pulumi.Output.all(registered(monitor, registry.config_secret, registry.deployment), registry.http_secret.result).apply(check)
+
+
+@pytest.mark.parametrize("stack, mode", [("staging", "preferred"), ("production", "required")])
+def test_anti_affinity_per_stack(stack, mode):
+    monitor = use_mocks(stack)
+
+    @pulumi.runtime.test
+    def run():
+        registry = Registry("private", registry_args(settings_for(stack)))
+
+        def check(args):
+            (deployment,) = args
+            pod = deployment["spec"]["template"]["spec"]
+            anti = pod["affinity"]["podAntiAffinity"]
+            selector = {"app.kubernetes.io/name": "docker-registry", "app.kubernetes.io/instance": f"registry-ha-{stack}"}
+            if mode == "required":
+                (term,) = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+            else:
+                (weighted,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+                term = weighted["podAffinityTerm"]
+            assert term == {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
+            spread = {c["topologyKey"]: c["whenUnsatisfiable"] for c in pod["topologySpreadConstraints"]}
+            if stack == "production":
+                assert spread == {"kubernetes.io/hostname": "DoNotSchedule", "topology.kubernetes.io/zone": "ScheduleAnyway"}
+            else:
+                assert spread == {"kubernetes.io/hostname": "ScheduleAnyway"}
+
+        return registered(monitor, registry.deployment).apply(check)
+
+    run()
+
+
+@pulumi.runtime.test
+def test_private_registry_pod_is_hardened_and_probed(monitor):
+    registry = Registry("private", registry_args(settings_for(preStopSeconds="15")))
+
+    def check(args):
+        deployment, pdb = args
+        spec = deployment["spec"]
+        assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+        pod = spec["template"]["spec"]
+        assert pod["enableServiceLinks"] is False and pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/distribution", "/tmp"}
+        assert container["args"] == ["serve", "/etc/distribution/config.yml"]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+        assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+        assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "15"]
+        assert pod["terminationGracePeriodSeconds"] > 15
+        assert container["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+        assert {p["containerPort"] for p in container["ports"]} == {5000, 5001}
+        assert pdb["spec"]["maxUnavailable"] == 1
+
+    return registered(monitor, registry.deployment, registry.pdb).apply(check)
+
+
+@pytest.mark.parametrize(
+    "provider, annotations",
+    [
+        ("aws", {"service.beta.kubernetes.io/aws-load-balancer-internal": "true", "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}),
+        ("gcp", {"networking.gke.io/load-balancer-type": "Internal", "cloud.google.com/load-balancer-type": "Internal"}),
+        ("azure", {"service.beta.kubernetes.io/azure-load-balancer-internal": "true"}),
+        ("metallb", {"metallb.universe.tf/address-pool": "internal"}),
+        ("none", None),
+    ],
+)
+def test_exposure_is_internal_per_provider_with_nodeport_30500(provider, annotations):
+    monitor = use_mocks("staging")
+    extra = {"metallbAddressPool": "internal"} if provider == "metallb" else {}
+
+    @pulumi.runtime.test
+    def run():
+        registry = Registry("private", registry_args(settings_for(loadBalancerProvider=provider, **extra)))
+
+        def check(args):
+            service, metrics = args
+            assert service["metadata"]["name"] == "docker-registry"
+            assert service["metadata"].get("annotations") == annotations
+            spec = service["spec"]
+            assert spec["type"] == ("NodePort" if provider == "none" else "LoadBalancer")
+            assert spec["ports"] == [{"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP", "nodePort": 30500}]
+            assert spec["externalTrafficPolicy"] == "Cluster"
+            assert metrics["spec"]["type"] == "ClusterIP"
+            assert [p["port"] for p in metrics["spec"]["ports"]] == [5001]
+
+        return registered(monitor, registry.service, registry.metrics_service).apply(check)
+
+    run()
+
+
+@pulumi.runtime.test
+def test_mirror_is_a_separate_proxy_workload(monitor):
+    settings = load_settings(
+        {"registry-ha:dockerHubUsername": "neuralhive", "registry-ha:dockerHubPassword": "dckr_pat_x"},
+        "staging",
+        secret_keys={"registry-ha:dockerHubPassword"},
+    )
+    mirror = Registry("dockerhub-cache", registry_args(settings, role="mirror"))
+    assert not hasattr(mirror, "pdb")
+
+    def check(args):
+        secret, deployment, service = args
+        config = yaml.safe_load(secret["stringData"]["config.yml"])
+        assert config["proxy"] == {
+            "remoteurl": "https://registry-1.docker.io",
+            "username": "neuralhive",
+            "password": "dckr_pat_x",
+            "ttl": "168h",
+        }
+        assert config["redis"]["db"] == 1
+        assert config["storage"]["s3"]["rootdirectory"] == "/dockerhub-cache"
+        assert secret["metadata"]["name"] == "docker-registry-mirror-config"
+        assert deployment["spec"]["replicas"] == 1
+        assert "dckr_pat_x" not in json.dumps(deployment)
+        assert service["metadata"]["name"] == "docker-registry-mirror"
+        assert service["spec"]["type"] == "ClusterIP" and [p["port"] for p in service["spec"]["ports"]] == [5000]
+
+    return registered(monitor, mirror.config_secret, mirror.deployment, mirror.service).apply(check)
+
+
+@pulumi.runtime.test
+def test_service_monitor_when_enabled(monitor):
+    registry = Registry("private", registry_args(settings_for(serviceMonitor="true")))
+
+    def check(args):
+        (monitor_cr,) = args
+        assert monitor_cr["kind"] == "ServiceMonitor" and monitor_cr["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor_cr["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+
+    return registered(monitor, registry.service_monitor).apply(check)
+
+
+# --------------------------------------------------------------------------- namespace and network
+
+
+@pulumi.runtime.test
+def test_namespace_enforces_restricted_pod_security(monitor):
+    namespace = RegistryNamespace("namespace", RegistryNamespaceArgs(settings=settings_for()))
+
+    def check(args):
+        (ns,) = args
+        assert ns["metadata"]["name"] == "registry"
+        assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    return registered(monitor, namespace.namespace).apply(check)
+
+
+@pulumi.runtime.test
+def test_network_policies(monitor):
+    network = NetworkPolicies("network", NetworkPoliciesArgs(settings=settings_for(), namespace="registry"))
+    names = ["default-deny-ingress", "registry-allow-clients", "redis-allow-registries", "metrics-allow-monitoring"]
+    assert sorted(network.policies) == sorted(names)
+
+    def check(policies):
+        by_name = {p["metadata"]["name"]: p["spec"] for p in policies}
+        assert by_name["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+        (redis_rule,) = by_name["redis-allow-registries"]["ingress"]
+        (source,) = redis_rule["from"]
+        allowed = source["podSelector"]["matchExpressions"][0]
+        assert allowed == {"key": "app.kubernetes.io/name", "operator": "In", "values": ["docker-registry", "docker-registry-mirror"]}
+        assert redis_rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+        (metrics_rule,) = by_name["metrics-allow-monitoring"]["ingress"]
+        assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        assert metrics_rule["ports"] == [{"protocol": "TCP", "port": 5001}]
+        (client_rule,) = by_name["registry-allow-clients"]["ingress"]
+        assert client_rule["ports"] == [{"protocol": "TCP", "port": 5000}]
+        assert {"namespaceSelector": {}} in client_rule["from"]
+        assert {"ipBlock": {"cidr": "10.0.0.0/8"}} in client_rule["from"]
+
+    return registered(monitor, *[network.policies[n] for n in names]).apply(check)

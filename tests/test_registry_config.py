@@ -1,0 +1,103 @@
+"""The pure Distribution config builder, for both schemas and both roles."""
+from __future__ import annotations
+
+import pytest
+
+from registry_ha.registry_config import Credentials, Endpoints, build_registry_config, config_checksum, dump_config
+from registry_ha.settings import load_settings
+
+ENDPOINTS = Endpoints(s3_bucket="bucket-1", s3_region="us-east-1", redis_addr="registry-redis.registry.svc:6379")
+CREDENTIALS = Credentials(http_secret="h" * 48, redis_password="r" * 40, s3_access_key="AKIA1", s3_secret_key="s" * 40)
+
+
+def config(role="private", schema=None, stack="staging", endpoints=ENDPOINTS, credentials=CREDENTIALS, **values):
+    settings = load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
+    return build_registry_config(settings, role, endpoints, credentials, schema=schema)
+
+
+def test_v3_private_registry():
+    c = config()
+    assert c["http"]["secret"] == "h" * 48
+    assert c["http"]["addr"] == ":5000"
+    assert c["http"]["debug"] == {"addr": ":5001", "prometheus": {"enabled": True, "path": "/metrics"}}
+    s3 = c["storage"]["s3"]
+    assert s3["bucket"] == "bucket-1" and s3["region"] == "us-east-1"
+    assert s3["encrypt"] is True and s3["secure"] is True and s3["v4auth"] is True
+    assert s3["rootdirectory"] == "/registry"
+    assert s3["objectacl"] == "bucket-owner-full-control"
+    assert "regionendpoint" not in s3 and "forcepathstyle" not in s3 and "keyid" not in s3
+    assert c["storage"]["delete"] == {"enabled": True}
+    assert c["storage"]["redirect"] == {"disable": True}
+    assert c["storage"]["cache"] == {"blobdescriptor": "redis"}
+    assert c["health"]["storagedriver"] == {"enabled": True, "interval": "10s", "threshold": 3}
+    redis = c["redis"]
+    assert redis["addrs"] == ["registry-redis.registry.svc:6379"] and "addr" not in redis and "pool" not in redis
+    assert redis["db"] == 0 and redis["password"] == "r" * 40
+    assert redis["dialtimeout"] == redis["readtimeout"] == redis["writetimeout"] == "100ms"
+    assert "proxy" not in c
+
+
+def test_v2_schema_uses_the_28_keys():
+    c = config(schema="v2")
+    assert c["redis"]["addr"] == "registry-redis.registry.svc:6379" and "addrs" not in c["redis"]
+    assert c["redis"]["pool"] == {"maxidle": 16, "maxactive": 64, "idletimeout": "300s"}
+    assert "poolsize" not in c["redis"]
+
+
+def test_image_tag_selects_the_schema():
+    assert "addr" in config(image="registry:2.8.3")["redis"]
+    assert "addrs" in config(image="registry:3.1.1")["redis"]
+
+
+def test_s3_compatible_endpoint_needs_path_style_on_v3_only():
+    endpoints = Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:6379", s3_endpoint="http://127.0.0.1:8333")
+    v3 = config(endpoints=endpoints)["storage"]["s3"]
+    assert v3["regionendpoint"] == "http://127.0.0.1:8333" and v3["forcepathstyle"] is True and v3["secure"] is False
+    v2 = config(endpoints=endpoints, schema="v2")["storage"]["s3"]
+    assert v2["regionendpoint"] == "http://127.0.0.1:8333" and "forcepathstyle" not in v2
+
+
+def test_kms_key_goes_to_keyid():
+    credentials = Credentials("h", "r", "a", "s", kms_key_id="arn:aws:kms:us-east-1:123456789012:key/k")
+    assert config(credentials=credentials)["storage"]["s3"]["keyid"] == "arn:aws:kms:us-east-1:123456789012:key/k"
+
+
+def test_mirror_is_a_proxy_with_its_own_prefix_and_redis_db():
+    private, mirror = config("private"), config("mirror")
+    assert mirror["proxy"]["remoteurl"] == "https://registry-1.docker.io"
+    assert mirror["proxy"]["ttl"] == "168h"
+    assert mirror["storage"]["s3"]["rootdirectory"] != private["storage"]["s3"]["rootdirectory"]
+    assert mirror["redis"]["db"] != private["redis"]["db"]
+    assert mirror["storage"]["delete"] == {"enabled": True}  # the cache's expiry deletes through it
+    assert "username" not in mirror["proxy"]
+    assert "ttl" not in config("mirror", schema="v2")["proxy"]  # 2.8 has no proxy.ttl
+
+
+def test_mirror_credentials_and_upstream_override():
+    credentials = Credentials("h", "r", "a", "s", upstream_username="neuralhive", upstream_password="tok")
+    endpoints = Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:6379", proxy_remote_url="http://127.0.0.1:9999")
+    proxy = config("mirror", credentials=credentials, endpoints=endpoints)["proxy"]
+    assert proxy == {"remoteurl": "http://127.0.0.1:9999", "username": "neuralhive", "password": "tok", "ttl": "168h"}
+
+
+def test_settings_flow_into_the_document():
+    c = config(storageRedirect="true", redisTimeout="50ms", logLevel="debug", uploadPurgeAge="72h")
+    assert c["storage"]["redirect"] == {"disable": False}
+    assert c["redis"]["readtimeout"] == "50ms"
+    assert c["log"]["level"] == "debug"
+    assert c["storage"]["maintenance"]["uploadpurging"]["age"] == "72h"
+
+
+def test_checksum_follows_the_content():
+    base = dump_config(config())
+    assert config_checksum(base) == config_checksum(dump_config(config()))
+    changed = dump_config(config(credentials=Credentials("other", "r" * 40, "AKIA1", "s" * 40)))
+    assert config_checksum(base) != config_checksum(changed)
+    assert config_checksum(base) != config_checksum(dump_config(config(redisTimeout="200ms")))
+
+
+def test_bad_role_and_schema():
+    with pytest.raises(ValueError, match="schema must be v2 or v3"):
+        config(schema="v4")
+    with pytest.raises(ValueError, match="role must be private or mirror"):
+        config(role="proxy")

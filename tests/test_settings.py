@@ -1,0 +1,159 @@
+"""registry_ha/settings.py: defaults that match the seed, stack differences, and rejections."""
+from __future__ import annotations
+
+import pytest
+
+from registry_ha.settings import (
+    KEYS,
+    SettingsError,
+    bucket_name_problem,
+    image_schema,
+    is_hostname,
+    load_settings,
+)
+
+
+def settings_for(stack="staging", **values):
+    return load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack, aws_region="us-east-1")
+
+
+def test_defaults_match_the_seed():
+    s = settings_for()
+    assert s.namespace == "registry"
+    assert s.registry_address == "registry.neural-hive.local:5000"
+    assert s.secondary_address == "37.60.241.150:30500"
+    assert s.registry.replicas == 3
+    assert s.registry.service_name == "docker-registry"
+    assert s.registry.image == "registry:3.1.1" and s.registry.schema == "v3"
+    assert s.mirror.enabled and s.mirror.remote_url == "https://registry-1.docker.io"
+    assert s.storage.region == "us-east-1"
+    assert (s.redis.registry_db, s.redis.mirror_db) == (0, 1)
+
+
+def test_production_is_stricter_than_staging():
+    staging, production = settings_for("staging"), settings_for("production")
+    assert (staging.registry.anti_affinity, production.registry.anti_affinity) == ("preferred", "required")
+    assert (staging.registry.zone_spread, production.registry.zone_spread) == (False, True)
+    assert (staging.storage.encryption, production.storage.encryption) == ("sse-s3", "sse-kms")
+    assert (staging.storage.force_destroy, production.storage.force_destroy) == (True, False)
+    assert production.storage.versioning and not staging.storage.versioning
+
+
+def test_values_arrive_as_strings_and_are_typed():
+    s = settings_for(replicas="5", zoneSpread="true", clientCidrs='["10.1.0.0/16"]', nodePort="30600")
+    assert s.registry.replicas == 5 and s.registry.zone_spread is True
+    assert s.network.client_cidrs == ("10.1.0.0/16",)
+    assert s.secondary_address == "37.60.241.150:30600"
+
+
+@pytest.mark.parametrize(
+    "image, schema",
+    [
+        ("registry:3.1.1", "v3"),
+        ("registry:3.0.0", "v3"),
+        ("registry:2.8.3", "v2"),
+        ("docker.io/library/registry:2.8.3@sha256:" + "a" * 64, "v2"),
+        ("mirror.internal:5000/library/registry:3.1.1", "v3"),
+        ("registry@sha256:" + "b" * 64, None),
+        ("registry:latest", None),
+        ("registry:2.5.0", None),
+    ],
+)
+def test_image_schema_is_told_from_the_tag(image, schema):
+    assert image_schema(image) == schema
+
+
+def test_digest_image_needs_an_explicit_schema():
+    digest_image = "registry@sha256:" + "c" * 64
+    with pytest.raises(SettingsError, match=r"registry-ha:image: .*configSchema"):
+        settings_for(image=digest_image)
+    assert settings_for(image=digest_image, configSchema="v3").registry.schema == "v3"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"replicas": "0"}, "registry-ha:replicas: an integer from 1 to 50 (got 0)"),
+        ({"replicas": "three"}, "registry-ha:replicas: an integer (got 'three')"),
+        ({"nodePort": "8080"}, "registry-ha:nodePort: an integer from 30000 to 32767 (got 8080)"),
+        ({"nodePort": "32768"}, "registry-ha:nodePort: an integer from 30000 to 32767 (got 32768)"),
+        ({"bucketName": "Bad_Bucket"}, "registry-ha:bucketName: an S3 bucket name: 3-63 characters"),
+        ({"bucketName": "192.168.1.10"}, "registry-ha:bucketName: an S3 bucket name: not formatted as an IP address"),
+        ({"loadBalancerProvider": "digitalocean"}, "registry-ha:loadBalancerProvider: one of aws, gcp, azure, metallb, none"),
+        ({"image": "registry:latest"}, "registry-ha:image: an image pinned to a tag other than latest"),
+        ({"image": "registry:1.0"}, "registry-ha:image: a registry:3.x or registry:2.8.x tag, or set configSchema"),
+        ({"hostname": "registry_neural.local"}, "registry-ha:hostname: a DNS hostname"),
+        ({"hostname": "-bad.local"}, "registry-ha:hostname: a DNS hostname"),
+        ({"antiAffinity": "hard"}, "registry-ha:antiAffinity: one of required, preferred"),
+        ({"encryption": "aes"}, "registry-ha:encryption: one of sse-s3, sse-kms"),
+        ({"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc"}, "registry-ha:kmsKeyArn: only with encryption: sse-kms"),
+        ({"zoneSpread": "yes"}, "registry-ha:zoneSpread: true or false (got 'yes')"),
+        ({"clientCidrs": "10.0.0.0/8"}, "registry-ha:clientCidrs: a list of strings"),
+        ({"clientCidrs": '["10.0.0.1/8"]'}, "registry-ha:clientCidrs: CIDR blocks"),
+        ({"mirrorNodePort": "30500"}, "registry-ha:mirrorNodePort: a NodePort different from nodePort (30500)"),
+        ({"loadBalancerIP": "8.8.8.8"}, "registry-ha:loadBalancerIP: a private (internal) IP address"),
+        ({"loadBalancerProvider": "aws", "loadBalancerIP": "10.0.0.5"}, "registry-ha:loadBalancerIP: only with loadBalancerProvider metallb, gcp or azure"),
+        ({"redisTimeout": "fast"}, "registry-ha:redisTimeout: a Go duration"),
+        ({"dockerHubUsername": "neuralhive"}, "registry-ha:dockerHubPassword: set together with the other Docker Hub credential"),
+        ({"mirrorServiceName": "docker-registry"}, "registry-ha:mirrorServiceName: a name different from serviceName"),
+        ({"namespace": "Registry"}, "registry-ha:namespace: a DNS label"),
+        ({"replica": "3"}, "registry-ha:replica: unknown config key"),
+    ],
+)
+def test_bad_values_are_rejected_with_one_line_naming_the_key(values, message):
+    with pytest.raises(SettingsError) as error:
+        settings_for(**values)
+    text = str(error.value)
+    assert text.startswith(message), text
+    assert "\n" not in text
+
+
+def test_plaintext_secret_is_refused():
+    raw = {"registry-ha:dockerHubUsername": "u", "registry-ha:dockerHubPassword": "hunter2"}
+    with pytest.raises(SettingsError, match=r"dockerHubPassword: must be a secret; set it with `pulumi config set --secret"):
+        load_settings(raw, "staging")
+    ok = load_settings(raw, "staging", secret_keys={"registry-ha:dockerHubPassword"})
+    assert ok.mirror.username == "u" and ok.mirror.password is not None
+
+
+def test_unknown_stack_and_bad_region():
+    with pytest.raises(SettingsError, match=r"stack 'dev': allowed stacks are staging, production"):
+        load_settings({}, "dev")
+    with pytest.raises(SettingsError, match=r"aws:region: an AWS region such as us-east-1 \(got 'mars-1'\)"):
+        load_settings({}, "staging", aws_region="mars-1")
+
+
+def test_other_namespaces_are_left_to_their_providers():
+    assert load_settings({"kubernetes:context": "prod", "aws:profile": "x"}, "staging").namespace == "registry"
+
+
+def test_typo_suggests_the_key():
+    with pytest.raises(SettingsError, match=r"registry-ha:Replicas: unknown config key; did you mean replicas\?"):
+        settings_for(Replicas="3")
+
+
+@pytest.mark.parametrize("name", ["ab", "a" * 64, "my..bucket", "xn--bucket", "bucket-s3alias", "-bucket", "bucket."])
+def test_bucket_names_s3_rejects(name):
+    assert bucket_name_problem(name)
+
+
+@pytest.mark.parametrize("name", ["abc", "neural-hive-registry-prod", "a.b.c", "a" * 63])
+def test_bucket_names_s3_accepts(name):
+    assert bucket_name_problem(name) is None
+
+
+def test_hostnames():
+    assert is_hostname("registry.neural-hive.local")
+    assert not is_hostname("registry..local")
+    assert not is_hostname("a" * 64 + ".local")
+    assert not is_hostname("10.0.0.1")
+
+
+def test_readme_carries_the_generated_config_reference():
+    from pathlib import Path
+
+    from registry_ha.settings import config_reference_markdown
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert config_reference_markdown() in readme, "regenerate the table: python -m registry_ha.settings"
+    assert all(f"`{k.name}`" in readme for k in KEYS)
