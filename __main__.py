@@ -48,7 +48,7 @@ pulumi.export(
         lambda address: f"{address} {settings.exposure.hostname}" if address else None
     ),
 )
-pulumi.export("mirrorAddress", mirror.cluster_address if mirror else None)
+pulumi.export("mirrorAddress", (mirror.node_address or mirror.cluster_address) if mirror else None)
 pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("region", settings.storage.region)
 pulumi.export("iamUserName", storage.user_name)

@@ -154,6 +154,9 @@ class Registry(pulumi.ComponentResource):
 
         self.service_name = names.app
         self.cluster_address = f"{names.app}.{settings.namespace}.svc.cluster.local:{REGISTRY_PORT}"
+        # Node-level clients (containerd) do not use cluster DNS: they need a NodePort.
+        node_port = settings.exposure.node_port if role == "private" else settings.exposure.mirror_node_port
+        self.node_address = f"{settings.exposure.node_address}:{node_port}" if node_port else None
         self.load_balancer_address = self.service.status.apply(_ingress_address)
         self.register_outputs(
             {

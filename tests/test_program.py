@@ -189,3 +189,16 @@ def test_render_show_secrets_and_bad_arguments(tmp_path):
         assert result.returncode == 2
         assert result.stderr.splitlines()[0].startswith(message), result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_mirror_node_port_gives_node_clients_an_address():
+    config, secret_keys = load_stack_config("staging")
+    config["registry-ha:mirrorNodePort"] = "30501"
+    run = run_program("staging", config=config, secret_keys=secret_keys)
+    assert run.outputs["mirrorAddress"] == "37.60.241.150:30501"
+    service = manifest(run, "Service", "docker-registry-mirror")
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30501
+    config["registry-ha:mirrorEnabled"] = "false"
+    run = run_program("staging", config=config, secret_keys=secret_keys)
+    assert run.outputs["mirrorAddress"] is None
+    assert not [m for m in run.manifests() if m["metadata"]["name"].startswith("docker-registry-mirror")]
