@@ -1,0 +1,297 @@
+"""Small pieces shared by test-registry-ha.sh and push-with-fallback.sh.
+
+- `parse_host_port`: validate HOST:PORT (REGISTRY_PRIMARY, --registry, ...), one-line errors.
+- `probe_v2`: GET /v2/ with a short timeout, and a one-word reason when it fails
+  (refused, timeout, dns, tls, auth, http-<code>), so callers can say why they skipped a target.
+- `build_oci_layout`: a small multi-layer OCI image written on disk (no Docker daemon needed).
+- `skopeo`: the real client, `--insecure-policy`, with its failures classified the same way.
+
+Only the standard library and skopeo: these run on operator machines and in CI.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+MANIFEST_ACCEPT = ", ".join([
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+])
+
+
+class UsageError(ValueError):
+    """A bad argument or environment value; the message is one line naming what is allowed."""
+
+
+def parse_host_port(value: str, name: str) -> tuple[str, int]:
+    """`host:port`, `1.2.3.4:port` or `[v6]:port`; the port is required."""
+    allowed = f"{name}: HOST:PORT such as registry.neural-hive.local:5000 (got {value!r})"
+    if not value or "/" in value or "://" in value:
+        raise UsageError(allowed)
+    if value.startswith("["):
+        host, sep, port = value[1:].partition("]:")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(allowed) from None
+    else:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host:
+            raise UsageError(allowed)
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            labels = host.split(".")
+            if len(host) > 253 or not all(_LABEL.match(label) for label in labels):
+                raise UsageError(allowed) from None
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(allowed)
+    return host, int(port)
+
+
+def parse_name_tag(value: str) -> tuple[str, str]:
+    """`repo/name:tag` (a tag is required; no registry host in it)."""
+    name, sep, tag = value.rpartition(":")
+    if not sep or not _REPO.match(name) or not _TAG.match(tag):
+        raise UsageError(f"NAME:TAG such as team/app:1.2.3, lowercase repository path (got {value!r})")
+    return name, tag
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class Probe:
+    ok: bool
+    reason: str  # "ok", "auth", "refused", "timeout", "dns", "tls", "http-<code>", "error"
+    detail: str
+    scheme: str = "http"
+    status: Optional[int] = None
+    seconds: float = 0.0
+
+
+def _classify_exception(exc: BaseException) -> tuple[str, str]:
+    inner = getattr(exc, "reason", exc)
+    text = str(inner)
+    if isinstance(inner, (socket.timeout, TimeoutError)) or "timed out" in text:
+        return "timeout", "no answer before the timeout"
+    if isinstance(inner, ConnectionRefusedError) or "refused" in text:
+        return "refused", "connection refused"
+    if isinstance(inner, socket.gaierror) or "Name or service not known" in text or "nodename nor servname" in text:
+        return "dns", f"the name does not resolve ({text})"
+    if isinstance(inner, ssl.SSLError):
+        return "tls", f"TLS error ({text})"
+    if isinstance(inner, (ConnectionResetError, BrokenPipeError)):
+        return "refused", "connection reset"
+    return "error", text or type(inner).__name__
+
+
+def http_request(url: str, method: str = "GET", headers: Optional[dict] = None, timeout: float = 5.0,
+                 data: Optional[bytes] = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body); HTTP errors are answers, not exceptions. Network errors raise."""
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+    context = ssl._create_unverified_context() if url.startswith("https") else None  # internal registries
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers or {}), exc.read() if exc.fp else b""
+
+
+def probe_v2(address: str, timeout: float = 3.0) -> Probe:
+    """Does a registry answer at ADDRESS? Plain http first (the internal registry), then https."""
+    start = time.monotonic()
+    result = None
+    for scheme in ("http", "https"):
+        try:
+            status, _, body = http_request(f"{scheme}://{address}/v2/", timeout=timeout)
+        except (urllib.error.URLError, OSError) as exc:
+            reason, detail = _classify_exception(exc)
+            result = Probe(False, reason, detail, scheme, seconds=time.monotonic() - start)
+            if reason in ("refused", "timeout", "dns"):
+                break  # the other scheme would fail the same way, only slower
+            continue
+        elapsed = time.monotonic() - start
+        if status == 400 and b"HTTPS" in body.upper() and scheme == "http":
+            continue  # "Client sent an HTTP request to an HTTPS server"
+        if status == 200:
+            return Probe(True, "ok", f"{scheme}://{address}/v2/ answered 200", scheme, status, elapsed)
+        if status == 401:
+            return Probe(True, "auth", f"{scheme}://{address}/v2/ answered 401 (credentials required)",
+                         scheme, status, elapsed)
+        result = Probe(False, f"http-{status}", f"{scheme}://{address}/v2/ answered {status}", scheme, status, elapsed)
+        break
+    assert result is not None
+    return result
+
+
+def manifest_digest(address: str, repository: str, reference: str, scheme: str = "http",
+                    timeout: float = 10.0, auth: Optional[str] = None) -> tuple[int, Optional[str]]:
+    headers = {"Accept": MANIFEST_ACCEPT}
+    if auth:
+        headers["Authorization"] = auth
+    status, response_headers, body = http_request(
+        f"{scheme}://{address}/v2/{repository}/manifests/{reference}", "GET", headers, timeout)
+    lowered = {k.lower(): v for k, v in response_headers.items()}
+    digest = lowered.get("docker-content-digest")
+    if status == 200 and not digest:
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    return status, digest if status == 200 else None
+
+
+# --------------------------------------------------------------------------- OCI image on disk
+
+
+@dataclass
+class OciImage:
+    layout: Path
+    tag: str
+    manifest_digest: str
+    layer_digests: list[str] = field(default_factory=list)
+    config_digest: str = ""
+
+    @property
+    def reference(self) -> str:
+        return f"oci:{self.layout}:{self.tag}"
+
+
+def _write_blob(blobs: Path, data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    return f"sha256:{digest}"
+
+
+def _layer(name: str, payload: bytes) -> tuple[bytes, str]:
+    """A gzip'd tar holding one file; returns (compressed, diff_id)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(payload), 0o644, 0
+        tar.addfile(info, io.BytesIO(payload))
+    uncompressed = raw.getvalue()
+    return gzip.compress(uncompressed, mtime=0), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
+
+
+def build_oci_layout(directory: Path, tag: str = "v1", layer_sizes: tuple[int, ...] = (16 * 1024, 256 * 1024, 1024 * 1024)) -> OciImage:
+    """An OCI image layout with len(layer_sizes) layers of random content (unique per call)."""
+    directory = Path(directory)
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    layers, diff_ids = [], []
+    for index, size in enumerate(layer_sizes):
+        compressed, diff_id = _layer(f"data/layer-{index}.bin", os.urandom(size))
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                       "digest": _write_blob(blobs, compressed), "size": len(compressed)})
+        diff_ids.append(diff_id)
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Labels": {"org.opencontainers.image.title": "registry-ha smoke test"}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }, sort_keys=True).encode()
+    config_digest = _write_blob(blobs, config)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
+        "layers": layers,
+    }, sort_keys=True).encode()
+    manifest_digest = _write_blob(blobs, manifest)
+    (directory / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    (directory / "index.json").write_text(json.dumps({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+                       "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": tag}}],
+    }))
+    return OciImage(directory, tag, manifest_digest, [l["digest"] for l in layers], config_digest)
+
+
+def read_oci_layout(directory: Path, tag: str) -> tuple[str, list[str]]:
+    """(manifest digest, layer digests) of TAG in an OCI layout that skopeo wrote."""
+    directory = Path(directory)
+    index = json.loads((directory / "index.json").read_text())
+    for entry in index.get("manifests", []):
+        if (entry.get("annotations") or {}).get("org.opencontainers.image.ref.name") == tag:
+            digest = entry["digest"]
+            manifest = json.loads((directory / "blobs" / "sha256" / digest.split(":", 1)[1]).read_text())
+            return digest, [layer["digest"] for layer in manifest.get("layers", [])]
+    raise FileNotFoundError(f"tag {tag} not in {directory}/index.json")
+
+
+# --------------------------------------------------------------------------- skopeo
+
+
+def skopeo_binary() -> Optional[str]:
+    return shutil.which("skopeo")
+
+
+@dataclass
+class SkopeoResult:
+    ok: bool
+    reason: str
+    detail: str
+    seconds: float
+
+
+def classify_skopeo_error(stderr: str) -> tuple[str, str]:
+    text = stderr.strip()
+    last = text.splitlines()[-1] if text else "no output"
+    lowered = text.lower()
+    if "unauthorized" in lowered or "authentication required" in lowered or "denied" in lowered:
+        reason = "auth"
+    elif "connection refused" in lowered or "connection reset" in lowered:
+        reason = "refused"
+    elif "timeout" in lowered or "deadline exceeded" in lowered or "timed out" in lowered:
+        reason = "timeout"
+    elif "no such host" in lowered or "server misbehaving" in lowered:
+        reason = "dns"
+    elif "x509" in lowered or "tls" in lowered:
+        reason = "tls"
+    else:
+        reason = "error"
+    last = re.sub(r"\s+", " ", last)
+    return reason, last[-300:]
+
+
+def skopeo_copy(source: str, destination: str, *, src_tls_verify: bool = False, dest_tls_verify: bool = False,
+                dest_authfile: Optional[str] = None, timeout: float = 300.0, env: Optional[dict] = None) -> SkopeoResult:
+    binary = skopeo_binary()
+    if binary is None:
+        return SkopeoResult(False, "missing", "skopeo is not installed (apt-get install skopeo)", 0.0)
+    command = [binary, "--insecure-policy", "copy", "--retry-times", "0",
+               f"--src-tls-verify={str(src_tls_verify).lower()}", f"--dest-tls-verify={str(dest_tls_verify).lower()}"]
+    if dest_authfile:
+        command += ["--dest-authfile", dest_authfile]
+    command += [source, destination]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, env=env)
+    except subprocess.TimeoutExpired:
+        return SkopeoResult(False, "timeout", f"skopeo copy took longer than {timeout:.0f}s", time.monotonic() - start)
+    elapsed = time.monotonic() - start
+    if proc.returncode == 0:
+        return SkopeoResult(True, "ok", "", elapsed)
+    reason, detail = classify_skopeo_error(proc.stderr)
+    return SkopeoResult(False, reason, detail, elapsed)
