@@ -572,8 +572,10 @@ def from_pulumi_config() -> Settings:
     raw: dict[str, Any] = {}
     raw.update(runtime_config.get_config_env())
     raw.update(runtime_config.CONFIG.get())
-    secret_keys = set(runtime_config.get_config_secret_keys_env()) | set(runtime_config._SECRET_KEYS.get())
     ours = {k: v for k, v in raw.items() if k.startswith(f"{PROJECT}:")}
+    secret_keys = set(runtime_config.get_config_secret_keys_env()) | {
+        k for k in ours if runtime_config.is_config_secret(k)
+    }
     aws_region = raw.get("aws:region")
     return load_settings(ours, pulumi.get_stack(), secret_keys, aws_region=aws_region)
 

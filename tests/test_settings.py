@@ -157,3 +157,36 @@ def test_readme_carries_the_generated_config_reference():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert config_reference_markdown() in readme, "regenerate the table: python -m registry_ha.settings"
     assert all(f"`{k.name}`" in readme for k in KEYS)
+
+
+def test_from_pulumi_config_reads_the_cli_environment(monkeypatch):
+    """`pulumi up` hands config over as PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS."""
+    import json
+
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    from registry_ha.settings import from_pulumi_config
+
+    runtime_config.set_all_config({}, [])
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json.dumps(
+            {
+                "registry-ha:replicas": "4",
+                "registry-ha:dockerHubUsername": "u",
+                "registry-ha:dockerHubPassword": "p",
+                "aws:region": "eu-west-1",
+                "kubernetes:context": "prod",
+            }
+        ),
+    )
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["registry-ha:dockerHubPassword"]))
+    monkeypatch.setattr(pulumi, "get_stack", lambda: "production")
+    settings = from_pulumi_config()
+    assert settings.stack == "production" and settings.registry.replicas == 4
+    assert settings.storage.region == "eu-west-1"
+    assert settings.mirror.username == "u"
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
+    with pytest.raises(SettingsError, match="dockerHubPassword: must be a secret"):
+        from_pulumi_config()
