@@ -195,3 +195,53 @@ def test_kubectl_unready_pod_and_broken_port_forward_fail(servers, tmp_path):
     assert any(l.split()[1] == "pods" and "docker-registry-1" in l for l in failed)
     assert any(l.split()[1] == "pod-pull" and "docker-registry-1" in l and "not found" in l for l in failed)
     assert "delete" in checks(proc, "PASS")  # cleanup still ran
+
+
+def _free_port_base(span: int = 60) -> int:
+    """base..base+span-1 and base+10058 (weed's admin gRPC) all free, as `local up` needs."""
+    import random
+
+    from registry_ha.sandbox import procs
+
+    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(20000, 50000 - span, 10)
+        if all(procs.port_free(p) for p in [*range(base, base + span), base + 10058]):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def test_passes_against_the_local_sandbox(servers, tmp_path):
+    """The CI gate of issue 4: test-registry-ha.sh against `deploy-registry-ha.sh local up`."""
+    from conftest import require_binary
+    from ops_servers import free_port
+
+    for name in ("docker-registry", "redis-server", "haproxy", "weed", "skopeo"):
+        require_binary(name)
+    upstream = servers.registry("upstream")
+    image = imagetools.build_oci_layout(tmp_path / "hello", "latest", (4096,))
+    push_oci(image, f"{upstream.address}/library/hello-world:latest")
+    state = tmp_path / "sandbox"
+    opts = ["--state-dir", str(state), "--port", str(free_port()), "--port-base", str(_free_port_base()),
+            "--upstream", f"http://{upstream.address}"]
+    deploy = REPO_ROOT / "scripts" / "deploy-registry-ha.sh"
+
+    def local(*args):
+        return subprocess.run([str(deploy), "local", *args, *opts], capture_output=True, text=True, timeout=180)
+
+    try:
+        up = local("up", "--json")
+        assert up.returncode == 0, up.stderr
+        status = json.loads(up.stdout)
+        # the replicas' debug (metrics) ports: the second port the sandbox recorded for each
+        recorded = json.loads((state / "state.json").read_text())["components"]
+        metrics = [f"127.0.0.1:{c['ports'][1]}" for c in recorded.values() if c["role"] == "registry"]
+        assert len(metrics) == 3
+        args = ["--registry", status["endpoint"], "--mirror", status["mirror"]]
+        for address in metrics:
+            args += ["--metrics", address]
+        proc = run(args, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert checks(proc, "PASS") == ["v2", "push", "pull", "metrics", "metrics", "metrics", "mirror", "delete"]
+    finally:
+        local("down")
