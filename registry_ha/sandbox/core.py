@@ -646,8 +646,23 @@ class Sandbox:
                 return False
             except botocore.exceptions.EndpointConnectionError:
                 return False
-        if procs.wait_until(exists, 10):
-            return
-        client.create_bucket(Bucket=self.bucket)
         if not procs.wait_until(exists, 10):
-            raise SandboxError(f"bucket {self.bucket} could not be created in SeaweedFS")
+            client.create_bucket(Bucket=self.bucket)
+            if not procs.wait_until(exists, 10):
+                raise SandboxError(f"bucket {self.bucket} could not be created in SeaweedFS")
+
+        # /healthz answers before the volume server has re-registered after a restart; until then
+        # reads of existing objects fail (the registry answers 500). Wait for a full write/read/list.
+        def round_trip() -> bool:
+            key = "sandbox-readiness/probe"
+            try:
+                client.put_object(Bucket=self.bucket, Key=key, Body=b"ok")
+                if client.get_object(Bucket=self.bucket, Key=key)["Body"].read() != b"ok":
+                    return False
+                client.list_objects_v2(Bucket=self.bucket, MaxKeys=5)
+                client.delete_object(Bucket=self.bucket, Key=key)
+                return True
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+                return False
+        if not procs.wait_until(round_trip, 30, 0.2):
+            raise SandboxError("SeaweedFS S3 did not serve a write/read round trip within 30s")

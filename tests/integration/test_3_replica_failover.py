@@ -71,7 +71,9 @@ def test_sigkill_replica_during_pulls(sandbox, skopeo_bin, workdir):
 
     def client() -> None:
         while not stop.is_set():
-            for attempt in (1, 2):  # one client retry
+            for attempt in (1, 2):  # one client retry, after a short backoff as real clients do
+                if attempt == 2:
+                    time.sleep(0.5)
                 try:
                     pull_once(sandbox.endpoint, "it/failover", image)
                     break
