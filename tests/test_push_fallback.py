@@ -20,6 +20,7 @@ import bcrypt
 import boto3
 import pytest
 
+from conftest import require_binary
 from ops_servers import Servers, dead_address
 from registry_ha import imagetools, push_fallback
 
@@ -217,3 +218,27 @@ def test_oci_archive_source_is_pushed(servers, image, tmp_path):
     proc = run(oci_tar, {"REGISTRY_PRIMARY": dead_address(), "REGISTRY_SECONDARY": secondary.address})
     assert proc.returncode == 0, proc.stderr
     assert digest_at(secondary.address) == (200, image.manifest_digest)
+
+
+def test_docker_daemon_image_is_exported_once_and_pushed(servers, image, tmp_path):
+    """SOURCE names a local Docker image: `docker save` (a stand-in docker CLI) then skopeo."""
+    secondary = servers.registry("secondary")
+    archive = tmp_path / "saved.tar"
+    subprocess.run([require_binary("skopeo"), "--insecure-policy", "copy", image.reference, f"docker-archive:{archive}:team/app:1.0"],
+                   check=True, capture_output=True)
+    fakes = Path(__file__).resolve().parent / "fakes"
+    env = {"REGISTRY_PRIMARY": dead_address(), "REGISTRY_SECONDARY": secondary.address,
+           "FAKE_DOCKER_IMAGE": "team/app:1.0", "FAKE_DOCKER_ARCHIVE": str(archive),
+           "PATH": f"{fakes}{os.pathsep}{os.environ['PATH']}"}
+    proc = run("team/app:1.0", env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status, digest = digest_at(secondary.address)
+    assert status == 200
+    # same layers as the image that was saved (docker-archive re-encodes the manifest)
+    manifest = json.loads(imagetools.http_request(f"http://{secondary.address}/v2/{NAME}/manifests/{TAG}",
+                                                  headers={"Accept": imagetools.MANIFEST_ACCEPT})[2])
+    assert len(manifest["layers"]) == len(image.layer_digests)
+
+    missing = run("team/other:1.0", env)
+    assert missing.returncode == 2
+    assert "not an image in the local Docker daemon" in missing.stderr
