@@ -8,6 +8,7 @@ value that passes here is exactly what gets deployed.
 """
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import re
@@ -28,6 +29,8 @@ ANTI_AFFINITY_MODES = ("required", "preferred")
 ENCRYPTION_MODES = ("sse-s3", "sse-kms")
 LOG_LEVELS = ("error", "warn", "info", "debug")
 SCHEMAS = ("v2", "v3")
+# Labelling one of these `enforce: restricted` and putting a default-deny policy in it breaks the cluster.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 class SettingsError(pulumi.RunError):
@@ -216,7 +219,28 @@ _IMAGE = re.compile(
     r"^(?P<repo>[a-z0-9]+([._/-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
     r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
-_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+$-]{0,254}$")  # no whitespace, no ':' (basic auth)
+_MEM_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_REDIS_UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30}
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def memory_bytes(quantity: str) -> int:
+    """Bytes of a Kubernetes memory quantity that matched _QUANTITY_MEM."""
+    number, unit = re.match(r"^(\d+)(\D*)$", quantity).groups()
+    return int(number) * _MEM_UNITS[unit]
+
+
+def redis_bytes(size: str) -> int:
+    """Bytes of a Redis size that matched _REDIS_MEM (kb/mb/gb are powers of 1024 in redis.conf)."""
+    number, unit = re.match(r"^(\d+)(\D*)$", size).groups()
+    return int(number) * _REDIS_UNITS[unit.lower()]
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds of a Go duration that matched _DURATION."""
+    return sum(int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"(\d+)(ns|us|ms|s|m|h)", duration))
 
 
 def _fail(key: str, allowed: str, value: Any) -> SettingsError:
@@ -348,6 +372,7 @@ def load_settings(
         key = KEYS_BY_NAME.get(name)
         if key is None:
             close = [k for k in KEYS_BY_NAME if k.lower() == name.lower()]
+            close = close or difflib.get_close_matches(name, list(KEYS_BY_NAME), n=1, cutoff=0.8)
             hint = f"; did you mean {close[0]}?" if close else f"; see the README's config reference"
             raise SettingsError(f"{PROJECT}:{name}: unknown config key{hint}")
         if value is None:
@@ -383,6 +408,20 @@ def load_settings(
             raise _fail(name, allowed, value)
         return value
 
+    def check_memory(request_key: str, limit_key: str) -> None:
+        # The API server rejects a request above the limit, and a 0 limit would OOM-kill at once.
+        request, limit = memory_bytes(get(request_key)), memory_bytes(get(limit_key))
+        if limit == 0:
+            raise _fail(limit_key, "a memory quantity above 0 such as 512Mi", get(limit_key))
+        if request > limit:
+            raise _fail(request_key, f"at most {limit_key} ({get(limit_key)})", get(request_key))
+
+    def require_duration(name: str, allowed: str, minimum_seconds: float) -> str:
+        value = require_match(name, _DURATION, allowed)
+        if duration_seconds(value) < minimum_seconds:
+            raise _fail(name, allowed, value)
+        return value
+
     def optional_nonempty(name: str) -> Optional[str]:
         value = get(name)
         if value is not None and value.strip() == "":
@@ -392,6 +431,8 @@ def load_settings(
     namespace = get("namespace")
     if not is_dns_label(namespace):
         raise _fail("namespace", "a DNS label: lowercase letters, digits and '-', at most 63", namespace)
+    if namespace in RESERVED_NAMESPACES or namespace.startswith("kube-"):
+        raise _fail("namespace", "a namespace of its own, not default or kube-*", namespace)
 
     hostname = get("hostname")
     if not is_hostname(hostname):
@@ -413,6 +454,8 @@ def load_settings(
             )
     elif schema not in SCHEMAS:
         raise _fail("configSchema", "v2 or v3", schema)
+    elif image_schema(image) not in (None, schema):
+        raise _fail("configSchema", f"{image_schema(image)} for image {image}, or unset (the tag tells)", schema)
 
     for name in ("serviceName", "mirrorServiceName"):
         if not is_dns_label(get(name)):
@@ -425,6 +468,7 @@ def load_settings(
         memory_request=require_match("registryMemoryRequest", _QUANTITY_MEM, "a memory quantity such as 512Mi"),
         memory_limit=require_match("registryMemoryLimit", _QUANTITY_MEM, "a memory quantity such as 1Gi"),
     )
+    check_memory("registryMemoryRequest", "registryMemoryLimit")
     registry = RegistrySettings(
         image=image,
         schema=schema,
@@ -435,7 +479,8 @@ def load_settings(
         pre_stop_seconds=require_range("preStopSeconds", 0, 120),
         log_level=require_choice("logLevel", LOG_LEVELS),
         storage_redirect=get("storageRedirect"),
-        upload_purge_age=require_match("uploadPurgeAge", _DURATION, "a duration such as 168h"),
+        # Shorter than an upload can take would purge uploads still in progress.
+        upload_purge_age=require_duration("uploadPurgeAge", "a duration of at least 1h such as 168h", 3600),
         service_name=get("serviceName"),
     )
 
@@ -454,6 +499,8 @@ def load_settings(
             raise _fail("kmsKeyArn", "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>", kms_key_arn)
         if encryption != "sse-kms":
             raise _fail("kmsKeyArn", "only with encryption: sse-kms", kms_key_arn)
+        if _KMS_ARN.match(kms_key_arn).group("region") != region:
+            raise _fail("kmsKeyArn", f"a key in the bucket's region {region} (S3 cannot use another region's key)", kms_key_arn)
     endpoint = optional_nonempty("s3Endpoint")
     if endpoint is not None and not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/.*)?$", endpoint):
         raise _fail("s3Endpoint", "an http(s) URL such as https://minio.internal:9000", endpoint)
@@ -473,15 +520,21 @@ def load_settings(
     redis_image = get("redisImage")
     if not image_is_pinned(redis_image):
         raise _fail("redisImage", "an image pinned to a tag other than latest, or a digest", redis_image)
+    max_memory = require_match("redisMaxMemory", _REDIS_MEM, "a Redis size such as 256mb")
+    check_memory("redisMemoryRequest", "redisMemoryLimit")
+    if not 0 < redis_bytes(max_memory) < memory_bytes(get("redisMemoryLimit")):
+        # maxmemory 0 is unlimited; at or above the container limit Redis is OOM-killed before it evicts.
+        raise _fail("redisMaxMemory", f"a Redis size above 0 and below redisMemoryLimit ({get('redisMemoryLimit')})", max_memory)
     redis = RedisSettings(
         image=redis_image,
-        max_memory=require_match("redisMaxMemory", _REDIS_MEM, "a Redis size such as 256mb"),
+        max_memory=max_memory,
         resources=Resources(
             cpu_request=require_match("redisCpuRequest", _QUANTITY_CPU, "a CPU quantity such as 50m"),
             memory_request=require_match("redisMemoryRequest", _QUANTITY_MEM, "a memory quantity such as 320Mi"),
             memory_limit=require_match("redisMemoryLimit", _QUANTITY_MEM, "a memory quantity such as 384Mi"),
         ),
-        timeout=require_match("redisTimeout", _DURATION, "a Go duration such as 100ms"),
+        # 0 means no timeout: a hung Redis would stall every pull.
+        timeout=require_duration("redisTimeout", "a Go duration above 0 such as 100ms", 0.001),
         registry_db=0,
         mirror_db=1,
     )
@@ -490,6 +543,8 @@ def load_settings(
     if not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$", remote_url):
         raise _fail("mirrorRemoteUrl", "a registry root URL such as https://registry-1.docker.io", remote_url)
     username = optional_nonempty("dockerHubUsername")
+    if username is not None and not _USERNAME.match(username):
+        raise _fail("dockerHubUsername", "a registry user name: no spaces, no ':'", username)
     password_raw = optional_nonempty("dockerHubPassword")
     if (username is None) != (password_raw is None):
         missing = "dockerHubPassword" if password_raw is None else "dockerHubUsername"
@@ -523,7 +578,9 @@ def load_settings(
             raise _fail("mirrorNodePort", f"a NodePort different from nodePort ({node_port})", mirror_node_port)
     node_address = get("nodeAddress")
     try:
-        ipaddress.ip_address(node_address)
+        node_ip = ipaddress.ip_address(node_address)
+        if node_ip.is_unspecified or node_ip.is_loopback or node_ip.is_multicast:
+            raise _fail("nodeAddress", "the address of a node clients can reach (not 0.0.0.0, loopback or multicast)", node_address)
     except ValueError:
         if not is_hostname(node_address):
             raise _fail("nodeAddress", "an IP address or hostname of a node", node_address) from None
@@ -532,6 +589,9 @@ def load_settings(
         raise _fail("metallbAddressPool", "a MetalLB pool name (DNS label)", metallb_pool)
     if metallb_pool is not None and lb_provider != "metallb":
         raise _fail("metallbAddressPool", "only with loadBalancerProvider: metallb", metallb_pool)
+    if get("loadBalancerSourceRanges") and lb_provider == "none":
+        # No LoadBalancer, so nothing would enforce them: refuse rather than ignore.
+        raise _fail("loadBalancerSourceRanges", "only with a loadBalancerProvider other than none", list(get("loadBalancerSourceRanges")))
     exposure = ExposureSettings(
         hostname=hostname,
         lb_provider=lb_provider,

@@ -1,0 +1,325 @@
+"""Hostile and bad stack configuration: each stops the program before a single resource is
+registered, with one line that names the key and says what is allowed (a pulumi.RunError, which
+the Pulumi CLI prints without a traceback). The same through the `render` command: exit 2, one
+line on stderr, no "Traceback".
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from registry_ha import mock_engine
+from registry_ha.mock_engine import load_stack_config, run_program
+from registry_ha.settings import SettingsError
+
+from conftest import REPO_ROOT
+
+S = "registry-ha:"
+
+# (id, stack, config changes on top of Pulumi.<stack>.yaml, secret keys added, exact expected message)
+BAD_CONFIGS = [
+    # wrong types
+    ("replicas-word", "staging", {"replicas": "three"}, (), "registry-ha:replicas: an integer (got 'three')"),
+    ("replicas-float", "staging", {"replicas": "3.0"}, (), "registry-ha:replicas: an integer (got '3.0')"),
+    ("nodeport-bool", "staging", {"nodePort": "true"}, (), "registry-ha:nodePort: an integer (got 'true')"),
+    ("zone-spread-yes", "production", {"zoneSpread": "yes"}, (), "registry-ha:zoneSpread: true or false (got 'yes')"),
+    ("cidrs-not-a-list", "staging", {"clientCidrs": "10.0.0.0/8"}, (),
+     "registry-ha:clientCidrs: a list of strings (JSON or YAML list) (got '10.0.0.0/8')"),
+    ("cidrs-list-of-numbers", "staging", {"clientCidrs": "[10, 172]"}, (), "registry-ha:clientCidrs: a list of strings (got '[10, 172]')"),
+    # out of range
+    ("replicas-zero", "staging", {"replicas": "0"}, (), "registry-ha:replicas: an integer from 1 to 50 (got 0)"),
+    ("replicas-huge", "production", {"replicas": "5000"}, (), "registry-ha:replicas: an integer from 1 to 50 (got 5000)"),
+    ("prestop-negative", "staging", {"preStopSeconds": "-1"}, (), "registry-ha:preStopSeconds: an integer from 0 to 120 (got -1)"),
+    ("nodeport-80", "staging", {"nodePort": "80"}, (), "registry-ha:nodePort: an integer from 30000 to 32767 (got 80)"),
+    ("redis-maxmemory-zero", "staging", {"redisMaxMemory": "0"}, (),
+     "registry-ha:redisMaxMemory: a Redis size above 0 and below redisMemoryLimit (256Mi) (got '0')"),
+    ("redis-maxmemory-over-limit", "production", {"redisMaxMemory": "1gb"}, (),
+     "registry-ha:redisMaxMemory: a Redis size above 0 and below redisMemoryLimit (384Mi) (got '1gb')"),
+    ("memory-request-over-limit", "staging", {"registryMemoryRequest": "2Gi"}, (),
+     "registry-ha:registryMemoryRequest: at most registryMemoryLimit (512Mi) (got '2Gi')"),
+    ("redis-timeout-zero", "staging", {"redisTimeout": "0s"}, (), "registry-ha:redisTimeout: a Go duration above 0 such as 100ms (got '0s')"),
+    ("purge-age-minutes", "staging", {"uploadPurgeAge": "5m"}, (), "registry-ha:uploadPurgeAge: a duration of at least 1h such as 168h (got '5m')"),
+    # unknown enum values
+    ("anti-affinity-soft", "production", {"antiAffinity": "soft"}, (), "registry-ha:antiAffinity: one of required, preferred (got 'soft')"),
+    ("log-level-trace", "staging", {"logLevel": "trace"}, (), "registry-ha:logLevel: one of error, warn, info, debug (got 'trace')"),
+    ("encryption-aes", "staging", {"encryption": "aes"}, (), "registry-ha:encryption: one of sse-s3, sse-kms (got 'aes')"),
+    ("lb-provider-do", "staging", {"loadBalancerProvider": "digitalocean"}, (),
+     "registry-ha:loadBalancerProvider: one of aws, gcp, azure, metallb, none (got 'digitalocean')"),
+    ("schema-v4", "staging", {"configSchema": "v4"}, (), "registry-ha:configSchema: v2 or v3 (got 'v4')"),
+    ("schema-contradicts-tag", "staging", {"configSchema": "v2"}, (),
+     "registry-ha:configSchema: v3 for image registry:3.1.1, or unset (the tag tells) (got 'v2')"),
+    # malformed hostnames and addresses
+    ("hostname-underscore", "staging", {"hostname": "registry_ha.local"}, (),
+     "registry-ha:hostname: a DNS hostname such as registry.neural-hive.local (got 'registry_ha.local')"),
+    ("hostname-leading-dash", "staging", {"hostname": "-registry.local"}, (),
+     "registry-ha:hostname: a DNS hostname such as registry.neural-hive.local (got '-registry.local')"),
+    ("hostname-ip", "staging", {"hostname": "10.0.0.5"}, (),
+     "registry-ha:hostname: a DNS hostname such as registry.neural-hive.local (got '10.0.0.5')"),
+    ("hostname-injection", "staging", {"hostname": "registry.local\n  evil: true"}, (),
+     "registry-ha:hostname: a DNS hostname such as registry.neural-hive.local (got 'registry.local\\n  evil: true')"),
+    ("node-address-unspecified", "staging", {"nodeAddress": "0.0.0.0"}, (),
+     "registry-ha:nodeAddress: the address of a node clients can reach (not 0.0.0.0, loopback or multicast) (got '0.0.0.0')"),
+    ("lb-ip-public", "staging", {"loadBalancerIP": "8.8.8.8"}, (), "registry-ha:loadBalancerIP: a private (internal) IP address (got '8.8.8.8')"),
+    ("cidr-host-bits", "staging", {"clientCidrs": '["10.0.0.1/8"]'}, (), "registry-ha:clientCidrs: CIDR blocks such as 10.0.0.0/8 (got '10.0.0.1/8')"),
+    ("aws-region", "staging", {"aws:region": "mars-1"}, (), "aws:region: an AWS region such as us-east-1 (got 'mars-1')"),
+    ("s3-endpoint-ftp", "staging", {"s3Endpoint": "ftp://minio:9000"}, (),
+     "registry-ha:s3Endpoint: an http(s) URL such as https://minio.internal:9000 (got 'ftp://minio:9000')"),
+    # bucket names S3 rejects
+    ("bucket-uppercase", "staging", {"bucketName": "My_Bucket"}, (),
+     "registry-ha:bucketName: an S3 bucket name: 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit (got 'My_Bucket')"),
+    ("bucket-ip", "staging", {"bucketName": "192.168.1.1"}, (),
+     "registry-ha:bucketName: an S3 bucket name: not formatted as an IP address (got '192.168.1.1')"),
+    ("bucket-xn", "staging", {"bucketName": "xn--registry"}, (), "registry-ha:bucketName: an S3 bucket name: must not start with 'xn--' (got 'xn--registry')"),
+    ("bucket-dots", "production", {"bucketName": "reg..istry"}, (),
+     "registry-ha:bucketName: an S3 bucket name: no adjacent periods or period next to a hyphen (got 'reg..istry')"),
+    ("bucket-s3alias", "staging", {"bucketName": "registry-s3alias"}, (),
+     "registry-ha:bucketName: an S3 bucket name: must not end with '-s3alias' (got 'registry-s3alias')"),
+    ("bucket-too-long", "staging", {"bucketName": "a" * 64}, (),
+     "registry-ha:bucketName: an S3 bucket name: 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit (got 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa')"),
+    # nodePort collisions
+    ("mirror-nodeport-collides", "staging", {"mirrorNodePort": "30500"}, (),
+     "registry-ha:mirrorNodePort: a NodePort different from nodePort (30500) (got 30500)"),
+    ("mirror-nodeport-collides-moved", "production", {"nodePort": "31000", "mirrorNodePort": "31000"}, (),
+     "registry-ha:mirrorNodePort: a NodePort different from nodePort (31000) (got 31000)"),
+    # secrets: empty, plaintext, half set, wrong region key
+    ("password-empty", "staging", {"dockerHubUsername": "neuralhive", "dockerHubPassword": ""}, ("dockerHubPassword",),
+     "registry-ha:dockerHubPassword: a non-empty value, or leave it unset (got '')"),
+    ("password-blank", "staging", {"dockerHubUsername": "neuralhive", "dockerHubPassword": "   "}, ("dockerHubPassword",),
+     "registry-ha:dockerHubPassword: a non-empty value, or leave it unset (got '   ')"),
+    ("password-plaintext", "production", {"dockerHubUsername": "neuralhive", "dockerHubPassword": "dckr_pat_x"}, (),
+     "registry-ha:dockerHubPassword: must be a secret; set it with `pulumi config set --secret dockerHubPassword`"),
+    ("username-without-password", "staging", {"dockerHubUsername": "neuralhive"}, (),
+     "registry-ha:dockerHubPassword: set together with the other Docker Hub credential, or neither (got None)"),
+    ("username-with-colon", "staging", {"dockerHubUsername": "user:pass", "dockerHubPassword": "x"}, ("dockerHubPassword",),
+     "registry-ha:dockerHubUsername: a registry user name: no spaces, no ':' (got 'user:pass')"),
+    ("kms-other-region", "production", {"kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abc"}, (),
+     "registry-ha:kmsKeyArn: a key in the bucket's region us-east-1 (S3 cannot use another region's key) (got 'arn:aws:kms:eu-west-1:123456789012:key/abc')"),
+    ("kms-with-sse-s3", "staging", {"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc"}, (),
+     "registry-ha:kmsKeyArn: only with encryption: sse-kms (got 'arn:aws:kms:us-east-1:123456789012:key/abc')"),
+    # unknown keys (typos)
+    ("typo-replcas", "staging", {"replcas": "3"}, (), "registry-ha:replcas: unknown config key; did you mean replicas?"),
+    ("typo-case", "production", {"NodePort": "30500"}, (), "registry-ha:NodePort: unknown config key; did you mean nodePort?"),
+    ("unknown-key", "staging", {"enableTurbo": "true"}, (), "registry-ha:enableTurbo: unknown config key; see the README's config reference"),
+    # things that would break the cluster or the design
+    ("namespace-kube-system", "staging", {"namespace": "kube-system"}, (),
+     "registry-ha:namespace: a namespace of its own, not default or kube-* (got 'kube-system')"),
+    ("namespace-default", "production", {"namespace": "default"}, (),
+     "registry-ha:namespace: a namespace of its own, not default or kube-* (got 'default')"),
+    ("image-latest", "staging", {"image": "registry:latest"}, (),
+     "registry-ha:image: an image pinned to a tag other than latest, or a digest (got 'registry:latest')"),
+    ("redis-image-untagged", "staging", {"redisImage": "redis"}, (),
+     "registry-ha:redisImage: an image pinned to a tag other than latest, or a digest (got 'redis')"),
+    ("source-ranges-without-lb", "staging", {"loadBalancerProvider": "none", "loadBalancerSourceRanges": '["10.0.0.0/8"]'}, (),
+     "registry-ha:loadBalancerSourceRanges: only with a loadBalancerProvider other than none (got ['10.0.0.0/8'])"),
+]
+
+
+def _full(key: str) -> str:
+    return key if ":" in key else f"{S}{key}"
+
+
+class CountingMonitor(mock_engine.RecordingMonitor):
+    """Counts every registration the engine receives, the stack itself included."""
+
+    registrations: list[str] = []
+
+    def RegisterResource(self, request):
+        CountingMonitor.registrations.append(request.type)
+        return super().RegisterResource(request)
+
+
+def evaluate(stack: str, changes: dict, secret: tuple = ()):
+    """run_program with Pulumi.<stack>.yaml plus `changes`: (exception or None, registered types)."""
+    config, secret_keys = load_stack_config(stack)
+    config = {**config, **{_full(k): v for k, v in changes.items()}}
+    secret_keys = set(secret_keys) | {_full(k) for k in secret}
+    CountingMonitor.registrations = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mock_engine, "RecordingMonitor", CountingMonitor)
+        try:
+            run_program(stack, config=config, secret_keys=secret_keys)
+        except Exception as error:  # noqa: BLE001 - the test asserts on the type
+            return error, [t for t in CountingMonitor.registrations if t != "pulumi:pulumi:Stack"]
+    return None, [t for t in CountingMonitor.registrations if t != "pulumi:pulumi:Stack"]
+
+
+def test_the_table_is_big_enough_and_distinct():
+    assert len(BAD_CONFIGS) >= 20
+    assert len({case[0] for case in BAD_CONFIGS}) == len(BAD_CONFIGS)
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_control_a_good_config_registers_resources(stack):
+    """The counting works: the same path with a valid config registers the whole program."""
+    error, registered = evaluate(stack, {"replicas": "4", "dockerHubUsername": "neuralhive", "dockerHubPassword": "x"},
+                                 ("dockerHubPassword",))
+    assert error is None
+    assert len(registered) >= 30 and "aws:s3/bucket:Bucket" in registered
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_stops_the_program_before_any_resource(case):
+    _, stack, changes, secret, expected = case
+    error, registered = evaluate(stack, changes, secret)
+    assert isinstance(error, SettingsError), repr(error)
+    assert isinstance(error, pulumi.RunError)  # the CLI prints a RunError's message, no traceback
+    assert registered == []
+    message = str(error)
+    assert message == expected
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_secret_values_are_not_echoed():
+    """A rejected secret is named, never shown."""
+    error, _ = evaluate("staging", {"dockerHubUsername": "neuralhive", "dockerHubPassword": "hunter2-plaintext"})
+    assert isinstance(error, SettingsError) and "hunter2" not in str(error)
+
+
+# --------------------------------------------------------------------------- the stack file itself
+
+
+def write_stack(root: Path, stack: str, text: str) -> Path:
+    path = root / f"Pulumi.{stack}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("- aws:region: us-east-1\n- registry-ha:replicas: 3\n",
+         "Pulumi.staging.yaml: must be a map with a `config:` map (got a list)"),
+        ("config:\n  - registry-ha:replicas: 3\n",
+         "Pulumi.staging.yaml: `config:` must be a map of key: value (got a list)"),
+        ("config: just-a-string\n", "Pulumi.staging.yaml: `config:` must be a map of key: value (got a str)"),
+        ("config:\n  registry-ha:replicas: [3\n", "Pulumi.staging.yaml: line 3: not valid YAML"),
+    ],
+    ids=["document-is-a-list", "config-is-a-list", "config-is-a-string", "broken-yaml"],
+)
+def test_stack_file_of_the_wrong_shape(tmp_path, text, expected):
+    write_stack(tmp_path, "staging", text)
+    with pytest.raises(SettingsError) as caught:
+        load_stack_config("staging", repo_root=tmp_path)
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("config:\n  registry-ha:dockerHubUsername: neuralhive\n  registry-ha:dockerHubPassword: hunter2\n",
+         "registry-ha:dockerHubPassword: must be a secret; set it with `pulumi config set --secret dockerHubPassword`"),
+        ("config:\n  registry-ha:clientCidrs:\n    cidr: 10.0.0.0/8\n",
+         "registry-ha:clientCidrs: a list of strings (got '{\"cidr\": \"10.0.0.0/8\"}')"),
+        ("config:\n  registry-ha:replicas: [1, 2, 3]\n", "registry-ha:replicas: an integer (got '[1, 2, 3]')"),
+        ("config:\n  registry-ha:hostname:\n    host: registry.local\n",
+         "registry-ha:hostname: a DNS hostname such as registry.neural-hive.local (got '{\"host\": \"registry.local\"}')"),
+    ],
+    ids=["plaintext-password", "map-where-list", "list-where-int", "map-where-string"],
+)
+def test_stack_file_values_of_the_wrong_shape(tmp_path, text, expected):
+    write_stack(tmp_path, "staging", text)
+    config, secret_keys = load_stack_config("staging", repo_root=tmp_path)
+    CountingMonitor.registrations = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mock_engine, "RecordingMonitor", CountingMonitor)
+        with pytest.raises(SettingsError) as caught:
+            run_program("staging", config=config, secret_keys=secret_keys)
+    assert str(caught.value) == expected
+    assert [t for t in CountingMonitor.registrations if t != "pulumi:pulumi:Stack"] == []
+
+
+def test_a_secure_value_in_the_stack_file_is_accepted(tmp_path):
+    write_stack(tmp_path, "staging", """\
+        config:
+          registry-ha:dockerHubUsername: neuralhive
+          registry-ha:dockerHubPassword:
+            secure: AAABAJ1Ng9v0ciphertext
+        """)
+    config, secret_keys = load_stack_config("staging", repo_root=tmp_path)
+    assert secret_keys == {"registry-ha:dockerHubPassword"}
+    run = run_program("staging", config=config, secret_keys=secret_keys)
+    assert run.one("kubernetes:apps/v1:Deployment", "dockerhub-cache-deployment")
+
+
+# --------------------------------------------------------------------------- the render command, end to end
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> Path:
+    """The program and scripts copied to a temp dir, so a bad Pulumi.<stack>.yaml harms no one."""
+    root = tmp_path_factory.mktemp("repo")
+    for name in ("__main__.py", "Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml"):
+        shutil.copy2(REPO_ROOT / name, root / name)
+    for directory in ("components", "registry_ha", "scripts"):
+        shutil.copytree(REPO_ROOT / directory, root / directory, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def render(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(root),
+        "REGISTRY_HA_PYTHON": str(REPO_ROOT / ".venv" / "bin" / "python"),
+    }
+    return subprocess.run(
+        [str(root / "scripts" / "deploy-registry-ha.sh"), "render", *args],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("config:\n  registry-ha:replicas: \"0\"\n", "error: registry-ha:replicas: an integer from 1 to 50 (got 0)"),
+        ("- registry-ha:replicas: 3\n", "error: Pulumi.staging.yaml: must be a map with a `config:` map (got a list)"),
+        ("config:\n  registry-ha:dockerHubUsername: u1\n  registry-ha:dockerHubPassword: hunter2\n",
+         "error: registry-ha:dockerHubPassword: must be a secret; set it with `pulumi config set --secret dockerHubPassword`"),
+        ("config:\n  registry-ha:nodePort: 30500\n  registry-ha:mirrorNodePort: 30500\n",
+         "error: registry-ha:mirrorNodePort: a NodePort different from nodePort (30500) (got 30500)"),
+    ],
+    ids=["out-of-range", "list-document", "plaintext-secret", "nodeport-collision"],
+)
+def test_render_cli_with_a_bad_stack_file(repo_copy, text, expected):
+    out = repo_copy / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    original = (repo_copy / "Pulumi.staging.yaml").read_text()
+    try:
+        write_stack(repo_copy, "staging", text)
+        proc = render(repo_copy, "staging", "--out", str(out))
+    finally:
+        (repo_copy / "Pulumi.staging.yaml").write_text(original)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [expected]
+    assert "Traceback" not in proc.stderr + proc.stdout and "hunter2" not in proc.stderr
+    assert not out.exists()  # nothing rendered
+
+
+def test_render_cli_with_a_good_stack_file_works_in_the_copy(repo_copy):
+    """Control: the copied repo renders, so the failures above are the config's."""
+    proc = render(repo_copy, "staging", "--out", str(repo_copy / "good"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("rendered staging: 17 Kubernetes objects")
+
+
+@pytest.mark.parametrize(
+    "args, first_line",
+    [
+        (("dev",), "error: render: unknown stack 'dev'; allowed: staging, production"),
+        (("staging", "--bogus"), "error: render: unrecognized arguments: --bogus"),
+        ((), "error: render: the following arguments are required: stack"),
+    ],
+    ids=["unknown-stack", "unknown-option", "no-stack"],
+)
+def test_render_cli_with_bad_arguments(repo_copy, args, first_line):
+    proc = render(repo_copy, *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert lines[0] == first_line
+    assert all(line.startswith(("error:", "usage:")) for line in lines), lines
+    assert "Traceback" not in proc.stderr
