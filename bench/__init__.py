@@ -1,0 +1,1 @@
+"""Benchmarks of issue 6 (not tests: pytest never collects this package). See docs/performance.md."""

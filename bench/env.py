@@ -1,0 +1,221 @@
+"""The servers a benchmark run needs: the sandbox (imported, never modified) plus extra processes.
+
+Everything binds 127.0.0.1 on free ports (never 5000), runs with an explicit minimal
+environment (`procs.minimal_env`: no inherited AWS_CA_BUNDLE), lives in one temp state dir, and
+is stopped by `close()` (callers use try/finally).
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import socket
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from registry_ha.registry_config import dump_config
+from registry_ha.sandbox import procs
+from registry_ha.sandbox.core import Sandbox, resolve_binaries
+
+from bench.client import free_port
+
+
+def free_port_base(span: int = 60) -> int:
+    """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(20000, 50000 - span, 10)
+        if all(procs.port_free(p) for p in [*range(base, base + span), base + 10058]):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+@dataclass
+class Proc:
+    name: str
+    address: str
+    pid: int
+    started: int
+    log: Path
+
+    def running(self) -> bool:
+        return procs.is_running(self.pid, self.started)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+class BenchEnv:
+    def __init__(self, stack: str = "staging", out=None):
+        self.root = Path(tempfile.mkdtemp(prefix="registry-ha-bench-"))
+        os.chmod(self.root, 0o700)
+        self.stack = stack
+        self.out = out
+        self.extra: list[Proc] = []
+        self.sandbox: Optional[Sandbox] = None
+        self.upstream: Optional[Proc] = None
+        self.bins: dict[str, str] = {}
+
+    def log(self, msg: str) -> None:
+        if self.out is not None:
+            self.out.write(f"bench: {msg}\n")
+            self.out.flush()
+
+    # ---- lifecycle
+    def up(self) -> None:
+        self.bins = resolve_binaries(install=False)
+        t0 = time.monotonic()
+        self.upstream = self.plain_registry("upstream")
+        self.sandbox = Sandbox(
+            self.root / "sandbox",
+            stack=self.stack,
+            lb_port=free_port(),
+            port_base=free_port_base(),
+            upstream=f"http://{self.upstream.address}",
+        )
+        self.sandbox.up(out=open(os.devnull, "w"))
+        self.log(f"sandbox up in {time.monotonic() - t0:.1f}s (LB {self.sandbox.endpoint}, state {self.root})")
+
+    def close(self) -> None:
+        for proc in reversed(self.extra):
+            procs.stop(proc.pid, proc.started, timeout=10)
+        if self.sandbox is not None:
+            self.sandbox.down(out=open(os.devnull, "w"))
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # ---- extra processes
+    def spawn(self, name: str, argv: list[str], address: str, ready: Callable[[], bool], timeout: float = 30) -> Proc:
+        log = self.root / "logs" / f"{name}.log"
+        pid, started = procs.spawn(argv, log, procs.minimal_env(self.root), self.root)
+        proc = Proc(name, address, pid, started, log)
+        self.extra.append(proc)
+
+        def ok() -> bool:
+            if not proc.running():
+                raise RuntimeError(f"{name} exited:\n{log.read_text(errors='replace')[-2000:]}")
+            return ready()
+
+        if not procs.wait_until(ok, timeout):
+            raise RuntimeError(f"{name} not ready after {timeout}s; see {log}")
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        procs.stop(proc.pid, proc.started, timeout=10)
+
+    def plain_registry(self, name: str) -> Proc:
+        """A filesystem-backed registry with its access log on stdout (the cache's local upstream)."""
+        port = free_port()
+        address = f"127.0.0.1:{port}"
+        config = self.root / f"{name}.yml"
+        config.write_text(textwrap.dedent(f"""\
+            version: 0.1
+            log: {{level: warn, accesslog: {{disabled: false}}}}
+            storage: {{filesystem: {{rootdirectory: {self.root / (name + '-data')}}}, delete: {{enabled: true}}}}
+            http: {{addr: {address}}}
+            """))
+        return self.spawn(name, [self.bins["docker-registry"], "serve", str(config)], address,
+                          lambda: procs.http_status(address, "/v2/") == 200)
+
+    def replica_variant(self, name: str, mutate: Callable[[dict], None], base: str = "registry-1") -> Proc:
+        """An extra replica whose config is the sandbox's own `registry_config(base)` with only the
+        listen/debug addresses changed and `mutate` applied."""
+        assert self.sandbox is not None
+        cfg = self.sandbox.registry_config(base)
+        address, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        cfg["http"]["addr"] = address
+        cfg["http"]["debug"]["addr"] = debug
+        mutate(cfg)
+        path = self.root / f"{name}.yml"
+        _write_private(path, dump_config(cfg))
+        return self.spawn(name, [self.bins["docker-registry"], "serve", str(path)], address,
+                          lambda: procs.http_status(address, "/") == 200)
+
+    def default_haproxy(self, name: str = "lb-default") -> tuple[Proc, Path]:
+        """A second haproxy over the same replicas: the sandbox's haproxy.cfg with only the bind
+        port and stats socket changed and the tuning removed (`retries 1`, `option redispatch`),
+        so it runs haproxy's defaults there (retries 3, no redispatch)."""
+        assert self.sandbox is not None
+        text = (self.sandbox.state_dir / "config" / "haproxy.cfg").read_text()
+        port = free_port()
+        sock = self.root / f"{name}.sock"
+        lines = []
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped in ("retries 1", "option redispatch"):
+                continue
+            if stripped.startswith("stats socket"):
+                line = f"    stats socket {sock} mode 600 level admin"
+            if stripped.startswith("bind "):
+                line = f"    bind 127.0.0.1:{port}"
+            lines.append(line)
+        cfg = self.root / f"{name}.cfg"
+        _write_private(cfg, "\n".join(lines) + "\n")
+        address = f"127.0.0.1:{port}"
+        proc = self.spawn(name, [self.bins["haproxy"], "-db", "-f", str(cfg)], address,
+                          lambda: procs.port_listening(port))
+        return proc, sock
+
+
+# --------------------------------------------------------------------------- haproxy stats
+
+
+def haproxy_status(sock_path: Path, server: str, backend: str = "replicas") -> str:
+    """`status` column of `show stat` for one server (UP, DOWN, UP 1/2, ...)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(str(sock_path))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        if row.get("pxname") == backend and row.get("svname") == server:
+            return row["status"]
+    raise RuntimeError(f"{server} not in haproxy stats of {sock_path}")
+
+
+def haproxy_counters(sock_path: Path, backend: str = "replicas") -> dict[str, dict[str, str]]:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(str(sock_path))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        if row.get("pxname") == backend:
+            rows[row["svname"]] = row
+    return rows
+
+
+ACCESS_LINE = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')
+
+
+def access_log_requests(text: str) -> list[tuple[str, str, int]]:
+    """(method, path, status) of every combined-log-format access line in a registry's log."""
+    return [(m.group(1), m.group(2), int(m.group(3))) for m in ACCESS_LINE.finditer(text)]
+
+
+def set_storage_redirect(cfg: dict) -> None:
+    cfg["storage"]["redirect"] = {"disable": False}
+
+
+def set_inmemory_cache(cfg: dict) -> None:
+    cfg["storage"]["cache"] = {"blobdescriptor": "inmemory"}
+
+

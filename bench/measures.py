@@ -1,0 +1,460 @@
+"""The six measurements of issue 6. Each returns a JSON-able dict with raw samples, summaries and
+`figures`: rows of {figure, value, unit, target, met} that the printed table is built from."""
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from registry_ha.registry_config import ROOT_DIRECTORIES
+from registry_ha.sandbox import procs
+
+from bench import client
+from bench.client import PullError, build_image, push, pull
+from bench.env import BenchEnv, access_log_requests, haproxy_counters, haproxy_status, set_inmemory_cache, set_storage_redirect
+from bench.stats import fmt, mb_per_s, median, percentile, ratio
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MiB = 1 << 20
+PULL_ERRORS = (OSError, PullError, http.client.HTTPException)
+
+
+def fig(figure: str, value, unit: str = "", target: str = "", met: Optional[bool] = None) -> dict:
+    return {"figure": figure, "value": value, "unit": unit, "target": target, "met": met}
+
+
+def _s(seconds: Optional[float]) -> str:
+    return "n/a" if seconds is None else f"{seconds:.3f}"
+
+
+def _clean_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in ("CI",)}
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+# --------------------------------------------------------------------------- 1. program evaluation
+
+
+def _probe(target: str) -> dict:
+    """One fresh interpreter: wall time seen from outside, peak RSS from wait4's rusage."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.evalprobe", target], cwd=REPO_ROOT, env=_clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"evalprobe {target} failed ({proc.returncode}): {err.decode()[-1500:]}")
+    import json
+
+    inner = json.loads(out.decode().strip().splitlines()[-1])
+    return {"wall_s": wall, "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime, **inner}
+
+
+def measure_program(quick: bool, env: Optional[BenchEnv] = None) -> dict:
+    reps = 1 if quick else 3
+    targets = ["baseline", "staging", "production"]
+    samples: dict[str, list[dict]] = {t: [] for t in targets}
+    _probe("staging")  # untimed: compiles bytecode and warms the page cache for every target
+    for _ in range(reps):  # interleaved, so drift hits every target alike
+        for t in targets:
+            samples[t].append(_probe(t))
+    summary = {
+        t: {
+            "wall_s": median(s["wall_s"] for s in samples[t]),
+            "eval_s": median(s["eval_s"] for s in samples[t]),
+            "import_s": median(s["import_s"] for s in samples[t]),
+            "rss_mb": max(s["rss_mb"] for s in samples[t]),
+            "resources": samples[t][0]["resources"],
+        }
+        for t in targets
+    }
+    base = summary["baseline"]
+    figures = [fig("baseline (SDK imports + 1 resource): wall / peak RSS",
+                   f"{base['wall_s']:.2f} s / {base['rss_mb']:.0f} MB")]
+    for stack in ("staging", "production"):
+        s = summary[stack]
+        figures.append(fig(f"{stack}: process wall (eval alone) / peak RSS, {s['resources']} resources",
+                           f"{s['wall_s']:.2f} s ({s['eval_s']:.2f} s) / {s['rss_mb']:.0f} MB",
+                           target="< 1.5 s, < 200 MB", met=s["wall_s"] < 1.5 and s["rss_mb"] < 200))
+        figures.append(fig(f"{stack} / baseline: wall, RSS",
+                           f"{ratio(s['wall_s'], base['wall_s']):.2f}x, {ratio(s['rss_mb'], base['rss_mb']):.2f}x"))
+    return {"repetitions": reps, "samples": samples, "summary": summary, "figures": figures}
+
+
+# --------------------------------------------------------------------------- 2. pull throughput
+
+
+def measure_pulls(env: BenchEnv, quick: bool) -> dict:
+    sb = env.sandbox
+    assert sb is not None
+    reps = 5 if quick else 9
+    env.log("pulls: building a 50 MiB random single-layer image")
+    image = build_image((50 * MiB,), label="bench-pulls")
+    direct = sb.components["registry-1"].address
+    repo, tag = "bench/pulls", "v1"
+    push(direct, repo, tag, image)
+    redirect = env.replica_variant("registry-redirect", set_storage_redirect)
+    s3 = sb.s3_client(admin=True)
+    key = client.blob_key(ROOT_DIRECTORIES["private"], image.layer_digests[0])
+    s3_url = s3.generate_presigned_url("get_object", Params={"Bucket": sb.bucket, "Key": key}, ExpiresIn=3600)
+
+    def pull_lb(verify=False):
+        return pull(sb.endpoint, repo, tag, image, verify=verify, follow=0)
+
+    def pull_direct(verify=False):
+        return pull(direct, repo, tag, image, verify=verify, follow=0)
+
+    def pull_redirect(verify=False):
+        p = pull(redirect.address, repo, tag, image, verify=verify, follow=1)
+        if not p.redirected:
+            raise PullError("storage.redirect enabled but the blob GET was not redirected")
+        return p
+
+    def get_s3(verify=False):
+        f = client.fetch(s3_url, verify=verify, follow=0)
+        if f.status != 200 or f.nbytes != image.layer_bytes or (verify and f.digest != image.layer_digests[0]):
+            raise PullError(f"S3 GET {f.status}, {f.nbytes} bytes")
+        return client.Pull(f.seconds, f.seconds, f.nbytes, False)
+
+    paths = {"lb": pull_lb, "direct": pull_direct, "s3": get_s3, "redirect": pull_redirect}
+    # warm-up, verified by digest: every replica behind the LB once, each other path once
+    for _ in range(3):
+        pull_lb(verify=True)
+    for name in ("direct", "s3", "redirect"):
+        paths[name](verify=True)
+    samples: dict[str, list[dict]] = {p: [] for p in paths}
+    names = list(paths)
+    deadline = time.monotonic() + 240
+    for r in range(reps):
+        if time.monotonic() > deadline:
+            break
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order each round
+            p = paths[name]()
+            samples[name].append({"pull_s": p.seconds, "layer_s": p.layer_seconds})
+    size = image.layer_bytes
+    summary = {
+        name: {
+            "pulls": len(s),
+            "pull_s": median(x["pull_s"] for x in s),
+            "layer_s": median(x["layer_s"] for x in s),
+            "mb_s": mb_per_s(size, median(x["layer_s"] for x in s)),
+        }
+        for name, s in samples.items()
+    }
+    lb_direct = ratio(summary["lb"]["mb_s"], summary["direct"]["mb_s"])
+    direct_s3 = ratio(summary["direct"]["mb_s"], summary["s3"]["mb_s"])
+    redirect_direct = ratio(summary["redirect"]["mb_s"], summary["direct"]["mb_s"])
+    redirect_pull = ratio(summary["direct"]["pull_s"], summary["redirect"]["pull_s"])
+    n = min(len(s) for s in samples.values())
+    figures = [
+        fig(f"through the LB: layer MB/s (whole pull s), median of {n}",
+            f"{summary['lb']['mb_s']:.0f} MB/s ({summary['lb']['pull_s']:.3f} s)"),
+        fig("one replica directly", f"{summary['direct']['mb_s']:.0f} MB/s ({summary['direct']['pull_s']:.3f} s)"),
+        fig("S3 (SeaweedFS) GET of the same object, presigned", f"{summary['s3']['mb_s']:.0f} MB/s"),
+        fig("storage.redirect on (307 to S3, client follows)",
+            f"{summary['redirect']['mb_s']:.0f} MB/s ({summary['redirect']['pull_s']:.3f} s)"),
+        fig("LB / direct", lb_direct, "%", ">= 90%", None if lb_direct is None else lb_direct >= 0.9),
+        fig("direct / S3 GET", direct_s3, "%", ">= 60%", None if direct_s3 is None else direct_s3 >= 0.6),
+        fig("redirect / direct (layer MB/s; whole-pull speed)",
+            f"{fmt(redirect_direct, 'x')}; {fmt(redirect_pull, 'x')}"),
+    ]
+    return {
+        "image": {"layer_bytes": size, "random_payload_bytes": 50 * MiB, "total_bytes": image.total_bytes},
+        "client": "python http.client, one fresh connection per request, body read into a reused 1 MiB buffer "
+                  "and dropped; pull = manifest + config blob + layer blob; MB/s from the layer GET alone",
+        "repetitions": reps,
+        "samples": samples,
+        "summary": summary,
+        "ratios": {"lb_over_direct": lb_direct, "direct_over_s3": direct_s3, "redirect_over_direct": redirect_direct,
+                   "redirect_pull_speed_over_direct": redirect_pull},
+        "figures": figures,
+    }
+
+
+# --------------------------------------------------------------------------- 3. failover
+
+
+def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, victim: str,
+                      warm: float = 1.0, before: float = 5.0, after: float = 5.0) -> dict:
+    sb = env.sandbox
+    assert sb is not None
+    records: list[tuple[float, float, bool, bool, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def worker() -> None:
+        for _ in range(50_000):  # bounded; the stop event ends it after `before + after` seconds
+            if stop.is_set():
+                return
+            start = time.perf_counter()
+            first_ok, ok, err = True, False, ""
+            for attempt in (1, 2):  # one client retry, no back-off
+                try:
+                    pull(lb, repo, "v1", image, follow=0, timeout=10)
+                    ok = True
+                    break
+                except PULL_ERRORS as exc:
+                    if attempt == 1:
+                        first_ok = False
+                    err = f"{type(exc).__name__}: {str(exc)[:120]}"
+            with lock:
+                records.append((start, time.perf_counter(), first_ok, ok, err))
+
+    before_counters = haproxy_counters(sock)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(4)]
+    for t in threads:
+        t.start()
+    down_after = None
+    try:
+        time.sleep(warm + before)
+        pid = sb.components[victim].pid
+        assert pid is not None and sb.healthy(victim), f"{victim} is not running"
+        killed = time.perf_counter()
+        os.kill(pid, signal.SIGKILL)
+        while time.perf_counter() - killed < after + 5:
+            if haproxy_status(sock, victim).startswith("DOWN"):
+                down_after = time.perf_counter() - killed
+                break
+            time.sleep(0.02)
+        remaining = killed + after - time.perf_counter()
+        if remaining > 0:
+            time.sleep(remaining)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    after_counters = haproxy_counters(sock)
+    win_before = [r for r in records if killed - before <= r[0] < killed]
+    win_after = [r for r in records if killed <= r[0] <= killed + after]
+    lat_b = [r[1] - r[0] for r in win_before if r[3]]
+    lat_a = [r[1] - r[0] for r in win_after if r[3]]
+
+    def delta(field: str) -> int:
+        return int(after_counters["BACKEND"].get(field) or 0) - int(before_counters["BACKEND"].get(field) or 0)
+
+    return {
+        "pulls": len(records),
+        "pulls_after_kill": len(win_after),
+        "failed_no_retry": sum(1 for r in records if not r[2]),
+        "failed_one_retry": sum(1 for r in records if not r[3]),
+        "errors": sorted({r[4] for r in records if r[4]})[:8],
+        "lb_down_after_s": down_after,
+        "p50_before_s": percentile(lat_b, 50),
+        "p99_before_s": percentile(lat_b, 99),
+        "p50_after_s": percentile(lat_a, 50),
+        "p99_after_s": percentile(lat_a, 99),
+        "max_after_s": max(lat_a) if lat_a else None,
+        "haproxy_retries": delta("wretr"),
+        "haproxy_redispatches": delta("wredis"),
+    }
+
+
+def _restore(env: BenchEnv, victim: str, socks: list[Path]) -> None:
+    sb = env.sandbox
+    assert sb is not None
+    sb.start(victim)
+    for sock in socks:
+        if not procs.wait_until(lambda: haproxy_status(sock, victim) == "UP", 20, 0.1):
+            raise RuntimeError(f"{victim} not UP again in {sock.name}")
+
+
+def measure_failover(env: BenchEnv, quick: bool) -> dict:
+    sb = env.sandbox
+    assert sb is not None
+    victim = "registry-2"
+    image = build_image((64 * 1024, 2 * MiB), label="bench-failover")
+    repo = "bench/failover"
+    push(sb.components["registry-1"].address, repo, "v1", image)
+    default_lb, default_sock = env.default_haproxy()
+    chosen_sock = sb.state_dir / "lb.sock"
+    socks = [chosen_sock, default_sock]
+    for sock in socks:
+        procs.wait_until(lambda: all(haproxy_status(sock, n) == "UP" for n in sb.replica_names()), 20, 0.1)
+    variants = {}
+    try:
+        for name, lb, sock in (("chosen", sb.endpoint, chosen_sock), ("default", default_lb.address, default_sock)):
+            env.log(f"failover: {name} haproxy settings, SIGKILL {victim}")
+            variants[name] = _failover_variant(env, lb, sock, repo, image, victim)
+            _restore(env, victim, socks)
+    finally:
+        if not sb.healthy(victim):
+            sb.start(victim)
+        env.stop(default_lb)
+    c, d = variants.get("chosen"), variants.get("default")
+    figures = []
+    for name, v, label in (("chosen", c, "chosen (retries 1 + redispatch)"), ("default", d, "haproxy defaults")):
+        if v is None:
+            continue
+        tgt = name == "chosen"
+        figures += [
+            fig(f"{label}: failed pulls, no retry / one retry (of {v['pulls']})",
+                f"{v['failed_no_retry']} / {v['failed_one_retry']}",
+                target="0 with one retry" if tgt else "", met=(v["failed_one_retry"] == 0) if tgt else None),
+            fig(f"{label}: LB marks the replica DOWN after", v["lb_down_after_s"], "s"),
+            fig(f"{label}: p50 / p99 pull, 5 s before -> 5 s after the kill",
+                f"{_s(v['p50_before_s'])} / {_s(v['p99_before_s'])} -> {_s(v['p50_after_s'])} / {_s(v['p99_after_s'])} s",
+                target="p99 after < 1.5 s" if tgt else "",
+                met=(v["p99_after_s"] < 1.5) if tgt and v["p99_after_s"] is not None else None),
+        ]
+    if c and d:
+        figures.append(fig("p99 after kill: default / chosen", ratio(d["p99_after_s"], c["p99_after_s"]), "x"))
+    return {"victim": victim, "image_bytes": image.total_bytes, "clients": 4, "variants": variants,
+            "default_haproxy": "the sandbox's haproxy.cfg without `retries 1` and `option redispatch` "
+                               "(so haproxy's defaults: retries 3, no redispatch); same health checks and timeouts",
+            "figures": figures}
+
+
+# --------------------------------------------------------------------------- 4. Redis effect
+
+
+def measure_redis(env: BenchEnv, quick: bool) -> dict:
+    sb = env.sandbox
+    assert sb is not None
+    n = 15 if quick else 31
+    image = build_image((64 * 1024, 2 * MiB), label="bench-redis")
+    repo = "bench/redis"
+    direct = sb.components["registry-1"].address
+    push(direct, repo, "v1", image)
+    inmem = env.replica_variant("registry-inmemory", set_inmemory_cache)
+    samples: dict[str, list[float]] = {"redis": [], "inmemory": [], "redis_stopped": []}
+    failures: dict[str, int] = {k: 0 for k in samples}
+
+    def one(kind: str, address: str) -> None:
+        try:
+            samples[kind].append(pull(address, repo, "v1", image, timeout=15).seconds)
+        except PULL_ERRORS:
+            failures[kind] += 1
+
+    try:
+        for _ in range(3):  # warm both caches
+            pull(direct, repo, "v1", image, verify=True)
+            pull(inmem.address, repo, "v1", image, verify=True)
+        for _ in range(n):
+            one("redis", direct)
+            one("inmemory", inmem.address)
+        sb.stop("redis")
+        one("redis_stopped", direct)  # the first after the stop: not counted in the p50
+        samples["redis_stopped"].clear()
+        for _ in range(n):
+            one("redis_stopped", direct)
+    finally:
+        if not sb.healthy("redis"):
+            sb.start("redis")
+        env.stop(inmem)
+    p50 = {k: median(v) for k, v in samples.items()}
+    figures = [
+        fig(f"one replica, Redis cache: pull p50 (of {n})", p50["redis"], "s"),
+        fig("Redis stopped (storage fallback): pull p50", p50["redis_stopped"], "s"),
+        fig("in-memory cache (extra replica): pull p50", p50["inmemory"], "s"),
+        fig("Redis stopped / Redis; in-memory / Redis",
+            f"{fmt(ratio(p50['redis_stopped'], p50['redis']), 'x')}; {fmt(ratio(p50['inmemory'], p50['redis']), 'x')}"),
+        fig("failed pulls (redis / stopped / in-memory)",
+            f"{failures['redis']} / {failures['redis_stopped']} / {failures['inmemory']}"),
+    ]
+    return {"image_bytes": image.total_bytes, "pulls_each": n, "samples": samples, "p50_s": p50,
+            "failures": failures, "figures": figures}
+
+
+# --------------------------------------------------------------------------- 5. mirror
+
+
+def measure_mirror(env: BenchEnv, quick: bool) -> dict:
+    sb = env.sandbox
+    up = env.upstream
+    assert sb is not None and up is not None
+    mirror = sb.mirror_address
+    if mirror is None or not sb.healthy("mirror"):
+        raise RuntimeError("the sandbox's cache is not running")
+    count = 3 if quick else 5
+    s3 = sb.s3_client(admin=True)
+
+    def cached(image) -> bool:
+        for digest in (image.config_digest, *image.layer_digests):
+            try:
+                s3.head_object(Bucket=sb.bucket, Key=client.blob_key(ROOT_DIRECTORIES["mirror"], digest))
+            except Exception:
+                return False
+        return True
+
+    def upstream_requests(offset: int) -> tuple[list, int]:
+        text = up.log.read_bytes()
+        return access_log_requests(text[offset:].decode(errors="replace")), len(text)
+
+    cold, warm = [], []
+    for i in range(count):
+        image = build_image((64 * 1024, 2 * MiB), label=f"bench-mirror-{i}-{os.urandom(4).hex()}")
+        repo = f"bench/mirror{i}"
+        push(up.address, repo, "v1", image)
+        time.sleep(0.2)
+        _, offset = upstream_requests(0)
+        p = pull(mirror, repo, "v1", image, verify=True)
+        # the cache commits blobs to S3 a little after the client has the last byte: wait for it
+        procs.wait_until(lambda: cached(image), 10, 0.05)
+        time.sleep(0.2)
+        reqs, offset = upstream_requests(offset)
+        cold.append({"pull_s": p.seconds, "upstream_requests": len(reqs),
+                     "upstream_blob_gets": sum(1 for m, path, _ in reqs if m == "GET" and "/blobs/" in path),
+                     "requests": [f"{m} {re.sub(r'sha256:[0-9a-f]{64}', 'sha256:…', path)} {s}" for m, path, s in reqs]})
+        for _ in range(2):
+            p = pull(mirror, repo, "v1", image, verify=True)
+            time.sleep(0.2)
+            reqs, offset = upstream_requests(offset)
+            warm.append({"pull_s": p.seconds, "upstream_requests": len(reqs),
+                         "upstream_blob_gets": sum(1 for m, path, _ in reqs if m == "GET" and "/blobs/" in path),
+                         "requests": [f"{m} {re.sub(r'sha256:[0-9a-f]{64}', 'sha256:…', path)} {s}" for m, path, s in reqs]})
+    cold_p50 = median(x["pull_s"] for x in cold)
+    warm_p50 = median(x["pull_s"] for x in warm)
+    warm_blob_gets = sum(x["upstream_blob_gets"] for x in warm)
+    warm_cold = ratio(warm_p50, cold_p50)
+    figures = [
+        fig(f"cold pull through the cache, p50 of {len(cold)} images", cold_p50, "s"),
+        fig(f"warm pull, p50 of {len(warm)}", warm_p50, "s"),
+        fig("upstream requests per pull, cold / warm (blob GETs)",
+            f"{median(x['upstream_requests'] for x in cold):.0f} ({median(x['upstream_blob_gets'] for x in cold):.0f})"
+            f" / {median(x['upstream_requests'] for x in warm):.0f} ({median(x['upstream_blob_gets'] for x in warm):.0f})"),
+        fig("upstream blob GETs on all warm pulls", warm_blob_gets, "", "0", warm_blob_gets == 0),
+        fig("warm / cold", warm_cold, "%", "<= 40%", None if warm_cold is None else warm_cold <= 0.4),
+    ]
+    return {"images": count, "image_layers": [64 * 1024, 2 * MiB], "cold": cold, "warm": warm,
+            "cold_p50_s": cold_p50, "warm_p50_s": warm_p50, "figures": figures}
+
+
+# --------------------------------------------------------------------------- 6. test suite
+
+
+def _pytest(args: list[str], timeout: float) -> dict:
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=REPO_ROOT,
+                              env=_clean_env(), capture_output=True, text=True, timeout=timeout)
+        rc, out = proc.returncode, proc.stdout
+    except subprocess.TimeoutExpired as exc:
+        rc, out = None, (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    wall = time.perf_counter() - t0
+    summary = next((l.strip("= ") for l in reversed(out.splitlines()) if re.search(r"\d+ (passed|failed|error)", l)), "")
+    return {"wall_s": wall, "returncode": rc, "summary": summary}
+
+
+def measure_suite(quick: bool, with_suite: bool) -> dict:
+    unit = _pytest(["tests", "--ignore=tests/integration"], timeout=900)
+    result = {"unit": unit, "full": None}
+    figures = [fig(f"unit tier (pytest tests --ignore=tests/integration): {unit['summary']}", unit["wall_s"], "s")]
+    if with_suite:
+        full = _pytest([], timeout=1800)
+        result["full"] = full
+        figures.append(fig(f"full suite (pytest, integration included): {full['summary']}", full["wall_s"], "s"))
+        figures.append(fig("full / unit", ratio(full["wall_s"], unit["wall_s"]), "x"))
+    else:
+        figures.append(fig("full suite", "not run (add --with-suite)"))
+    result["figures"] = figures
+    return result
