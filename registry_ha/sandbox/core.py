@@ -184,6 +184,15 @@ def seaweed_actions(statements: list[dict], bucket: str) -> list[str]:
     return sorted(actions)
 
 
+def seaweedfs_workaround(config: dict) -> dict:
+    """The one semantic deviation, forced by SeaweedFS, not by choice: Distribution 2.8.2's upload
+    purger walks `_uploads` at a random 0-59 min after start, and its S3 Walk panicked on a SeaweedFS
+    listing (`index out of range [0] with length 0` in s3-aws doWalk), killing the replica. AWS S3
+    (and moto) listings do not trigger it. Purging is maintenance only; the program keeps it on."""
+    config["storage"]["maintenance"]["uploadpurging"]["enabled"] = False
+    return config
+
+
 # --------------------------------------------------------------------------- binaries
 
 
@@ -357,12 +366,14 @@ class Sandbox:
     def registry_config(self, name: str, credentials: Optional[Credentials] = None) -> dict:
         comp = self.components[name]
         role = "mirror" if comp.role == "mirror" else "private"
-        return build_registry_config(
-            self.settings,
-            role,
-            self.endpoints(comp.address, self.debug_address(name)),
-            credentials or self.credentials(),
-            schema=SANDBOX_SCHEMA,
+        return seaweedfs_workaround(
+            build_registry_config(
+                self.settings,
+                role,
+                self.endpoints(comp.address, self.debug_address(name)),
+                credentials or self.credentials(),
+                schema=SANDBOX_SCHEMA,
+            )
         )
 
     def _write_configs(self) -> None:
