@@ -195,7 +195,7 @@ KEYS: tuple[Key, ...] = (
     Key("loadBalancerProvider", "str", "metallb", "aws|gcp|azure|metallb|none: which internal-LB annotations to set."),
     Key("loadBalancerIP", "str", None, "Fixed internal IP for the LoadBalancer (metallb, or a reserved IP)."),
     Key("loadBalancerSourceRanges", "list", [], "CIDRs allowed through the LoadBalancer (empty: no restriction there)."),
-    Key("metallbAddressPool", "str", None, "MetalLB address pool of internal addresses."),
+    Key("metallbAddressPool", "str", "internal", "MetalLB pool the LoadBalancer IP comes from; it must hold internal addresses only."),
     Key("nodePort", "int", 30500, "NodePort of the registry: the secondary address <node>:30500."),
     Key("mirrorNodePort", "int", None, "Optional NodePort for the cache (unset: ClusterIP only)."),
     Key("nodeAddress", "str", "37.60.241.150", "Node IP in the secondary address (REGISTRY_SECONDARY)."),
@@ -587,7 +587,7 @@ def load_settings(
     metallb_pool = optional_nonempty("metallbAddressPool")
     if metallb_pool is not None and not is_dns_label(metallb_pool):
         raise _fail("metallbAddressPool", "a MetalLB pool name (DNS label)", metallb_pool)
-    if metallb_pool is not None and lb_provider != "metallb":
+    if "metallbAddressPool" in values and lb_provider != "metallb":
         raise _fail("metallbAddressPool", "only with loadBalancerProvider: metallb", metallb_pool)
     if get("loadBalancerSourceRanges") and lb_provider == "none":
         # No LoadBalancer, so nothing would enforce them: refuse rather than ignore.

@@ -520,29 +520,16 @@ def test_program_registers_what_the_policies_look_at(program):
     assert dependencies[sse.urn]["bucket"] == [bucket.urn]  # the stack policy links by this
 
 
-COMPLIANT_EXCEPT = {
-    # The default stacks use MetalLB without an address pool or a fixed IP, so the registry's
-    # LoadBalancer carries no annotation that says "internal". Set metallbAddressPool (a pool of
-    # internal addresses) or loadBalancerIP in Pulumi.<stack>.yaml and remove this entry.
-    "service-internal-load-balancer",
-}
-
-
 @pytest.mark.parametrize("policy_name", [*policies.RESOURCE_VALIDATORS, *policies.STACK_VALIDATORS])
 def test_program_is_compliant(program, policy_name):
     stack, run, dependencies = program
-    if policy_name in COMPLIANT_EXCEPT:
-        pytest.xfail(f"{stack}: known finding, see COMPLIANT_EXCEPT")
     assert program_violations(run, dependencies).get(policy_name, []) == []
 
 
-def test_default_stacks_lb_finding_is_exactly_the_metallb_service(program):
-    """The one known finding, pinned down: if it changes (fixed, or something new), this fails."""
+def test_default_stacks_have_no_finding(program):
+    """MetalLB takes the registry's IP from the `internal` pool by default: nothing to report."""
     stack, run, dependencies = program
-    found = program_violations(run, dependencies)
-    assert set(found) == {"service-internal-load-balancer"}, found
-    assert len(found["service-internal-load-balancer"]) == 1
-    assert found["service-internal-load-balancer"][0].startswith("private-service: LoadBalancer Service 'docker-registry'")
+    assert program_violations(run, dependencies) == {}
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
