@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from bench import measures
 from bench.env import BenchEnv
-from bench.stats import fmt, format_table, target_mark
+from bench.stats import fmt, format_table, markdown_table, target_mark
 
 BENCH_DIR = Path(__file__).resolve().parent
 MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite")
@@ -40,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-suite", action="store_true", help="also time the full test suite (minutes)")
     p.add_argument("--stack", default="staging", help="stack whose rendered topology the sandbox runs")
     p.add_argument("--no-latest", action="store_true", help="do not overwrite bench/latest.json")
+    p.add_argument("--render", metavar="JSON", help="measure nothing: print the table of an earlier result file")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/performance.md)")
     return p
 
 
@@ -106,8 +109,24 @@ def run(args: argparse.Namespace, out=sys.stderr) -> dict:
     return results
 
 
+def _print(results: dict, markdown: bool) -> None:
+    print(f"registry-ha benchmarks, {results['date']}, nproc {results['nproc']}, "
+          f"load {results['loadavg_start'][0]:.2f} -> {results['loadavg_end'][0]:.2f}, "
+          f"{'quick' if results['quick'] else 'full'} run in {results['total_s']:.0f} s")
+    print((markdown_table if markdown else format_table)(table_rows(results)))
+
+
+def _terminate(signum, _frame):
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop every server
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.render:
+        _print(json.loads(Path(args.render).read_text()), args.markdown)
+        return 0
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     results = run(args)
     stamp = dt.datetime.fromisoformat(results["date"]).strftime("%Y%m%dT%H%M%SZ")
     (BENCH_DIR / "results").mkdir(exist_ok=True)
@@ -116,9 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(text)
     if not args.no_latest:
         (BENCH_DIR / "latest.json").write_text(text)
-    print(f"registry-ha benchmarks, {results['date']}, nproc {results['nproc']}, "
-          f"load {results['loadavg_start'][0]:.2f} -> {results['loadavg_end'][0]:.2f}, "
-          f"{'quick' if results['quick'] else 'full'} run in {results['total_s']:.0f} s")
-    print(format_table(table_rows(results)))
-    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}")
+    _print(results, args.markdown)
+    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}" + ("" if args.no_latest else " (and bench/latest.json)"))
     return 1 if any("error" in m for m in results["measures"].values()) else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,12 +128,29 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
         return client.Pull(f.seconds, f.seconds, f.nbytes, False)
 
     paths = {"lb": pull_lb, "direct": pull_direct, "s3": get_s3, "redirect": pull_redirect}
+    layer_path = f"/v2/{repo}/blobs/{image.layer_digests[0]}"
+    curl_urls = {"lb": f"http://{sb.endpoint}{layer_path}", "direct": f"http://{direct}{layer_path}",
+                 "s3": s3_url, "redirect": f"http://{redirect.address}{layer_path}"}
+    curl_bin = shutil.which("curl")
+
+    def curl_layer(name: str) -> Optional[float]:
+        """Cross-check of the Python client: curl -L the layer blob to /dev/null, time_total."""
+        if curl_bin is None:
+            return None
+        proc = subprocess.run([curl_bin, "-sS", "--noproxy", "*", "-L", "-o", "/dev/null", "-w",
+                               "%{http_code} %{size_download} %{time_total}", curl_urls[name]],
+                              capture_output=True, text=True, timeout=60, env=procs.minimal_env(env.root))
+        code, size_dl, total = proc.stdout.split()
+        if code != "200" or int(size_dl) != image.layer_bytes:
+            raise PullError(f"curl {name}: {code}, {size_dl} bytes")
+        return float(total)
     # warm-up, verified by digest: every replica behind the LB once, each other path once
     for _ in range(3):
         pull_lb(verify=True)
     for name in ("direct", "s3", "redirect"):
         paths[name](verify=True)
     samples: dict[str, list[dict]] = {p: [] for p in paths}
+    curl_samples: dict[str, list[float]] = {p: [] for p in paths}
     names = list(paths)
     deadline = time.monotonic() + 240
     for r in range(reps):
@@ -141,6 +159,9 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
         for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order each round
             p = paths[name]()
             samples[name].append({"pull_s": p.seconds, "layer_s": p.layer_seconds})
+            c = curl_layer(name)
+            if c is not None:
+                curl_samples[name].append(c)
     size = image.layer_bytes
     summary = {
         name: {
@@ -155,6 +176,10 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
     direct_s3 = ratio(summary["direct"]["mb_s"], summary["s3"]["mb_s"])
     redirect_direct = ratio(summary["redirect"]["mb_s"], summary["direct"]["mb_s"])
     redirect_pull = ratio(summary["direct"]["pull_s"], summary["redirect"]["pull_s"])
+    curl_mb_s = {name: mb_per_s(size, median(v)) for name, v in curl_samples.items()}
+    curl_ratios = {"lb_over_direct": ratio(curl_mb_s["lb"], curl_mb_s["direct"]),
+                   "direct_over_s3": ratio(curl_mb_s["direct"], curl_mb_s["s3"]),
+                   "redirect_over_direct": ratio(curl_mb_s["redirect"], curl_mb_s["direct"])}
     n = min(len(s) for s in samples.values())
     figures = [
         fig(f"through the LB: layer MB/s (whole pull s), median of {n}",
@@ -167,6 +192,11 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
         fig("direct / S3 GET", direct_s3, "%", ">= 60%", None if direct_s3 is None else direct_s3 >= 0.6),
         fig("redirect / direct (layer MB/s; whole-pull speed)",
             f"{fmt(redirect_direct, 'x')}; {fmt(redirect_pull, 'x')}"),
+        fig("curl cross-check, layer MB/s LB / direct / S3 / redirect",
+            " / ".join(fmt(curl_mb_s[k]) for k in ("lb", "direct", "s3", "redirect"))),
+        fig("curl: LB/direct, direct/S3, redirect/direct",
+            f"{fmt(curl_ratios['lb_over_direct'], '%')}, {fmt(curl_ratios['direct_over_s3'], '%')}, "
+            f"{fmt(curl_ratios['redirect_over_direct'], 'x')}"),
     ]
     return {
         "image": {"layer_bytes": size, "random_payload_bytes": 50 * MiB, "total_bytes": image.total_bytes},
@@ -175,6 +205,9 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
         "repetitions": reps,
         "samples": samples,
         "summary": summary,
+        "curl_layer_s": curl_samples,
+        "curl_mb_s": curl_mb_s,
+        "curl_ratios": curl_ratios,
         "ratios": {"lb_over_direct": lb_direct, "direct_over_s3": direct_s3, "redirect_over_direct": redirect_direct,
                    "redirect_pull_speed_over_direct": redirect_pull},
         "figures": figures,
@@ -197,7 +230,7 @@ def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, vict
             if stop.is_set():
                 return
             start = time.perf_counter()
-            first_ok, ok, err = True, False, ""
+            first_ok, ok, errs = True, False, []
             for attempt in (1, 2):  # one client retry, no back-off
                 try:
                     pull(lb, repo, "v1", image, follow=0, timeout=10)
@@ -206,7 +239,8 @@ def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, vict
                 except PULL_ERRORS as exc:
                     if attempt == 1:
                         first_ok = False
-                    err = f"{type(exc).__name__}: {str(exc)[:120]}"
+                    errs.append(f"{time.perf_counter() - start:.3f}s {type(exc).__name__}: {str(exc)[:100]}")
+            err = " | then ".join(errs)
             with lock:
                 records.append((start, time.perf_counter(), first_ok, ok, err))
 
@@ -247,15 +281,37 @@ def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, vict
         "pulls_after_kill": len(win_after),
         "failed_no_retry": sum(1 for r in records if not r[2]),
         "failed_one_retry": sum(1 for r in records if not r[3]),
-        "errors": sorted({r[4] for r in records if r[4]})[:8],
+        "errors": [f"t{r[0] - killed:+.3f}s: {r[4]}" for r in sorted(records) if r[4]][:12],
         "lb_down_after_s": down_after,
         "p50_before_s": percentile(lat_b, 50),
         "p99_before_s": percentile(lat_b, 99),
         "p50_after_s": percentile(lat_a, 50),
         "p99_after_s": percentile(lat_a, 99),
         "max_after_s": max(lat_a) if lat_a else None,
+        "latencies_before_s": [round(x, 4) for x in lat_b],
+        "latencies_after_s": [round(x, 4) for x in lat_a],
         "haproxy_retries": delta("wretr"),
         "haproxy_redispatches": delta("wredis"),
+    }
+
+
+def _pool(runs: list[dict]) -> dict:
+    """Rounds of one variant pooled: counts summed, latency percentiles over every round's window."""
+    lat_b = [x for r in runs for x in r["latencies_before_s"]]
+    lat_a = [x for r in runs for x in r["latencies_after_s"]]
+    downs = [r["lb_down_after_s"] for r in runs if r["lb_down_after_s"] is not None]
+    return {
+        "rounds": len(runs),
+        **{k: sum(r[k] for r in runs) for k in ("pulls", "pulls_after_kill", "failed_no_retry", "failed_one_retry",
+                                                 "haproxy_retries", "haproxy_redispatches")},
+        "lb_down_after_s": median(downs),
+        "lb_down_after_each_s": downs,
+        "p50_before_s": percentile(lat_b, 50),
+        "p99_before_s": percentile(lat_b, 99),
+        "p50_after_s": percentile(lat_a, 50),
+        "p99_after_s": percentile(lat_a, 99),
+        "max_after_s": max(lat_a) if lat_a else None,
+        "runs": runs,
     }
 
 
@@ -280,16 +336,19 @@ def measure_failover(env: BenchEnv, quick: bool) -> dict:
     socks = [chosen_sock, default_sock]
     for sock in socks:
         procs.wait_until(lambda: all(haproxy_status(sock, n) == "UP" for n in sb.replica_names()), 20, 0.1)
-    variants = {}
+    rounds = 1 if quick else 2
+    runs: dict[str, list[dict]] = {"chosen": [], "default": []}
     try:
-        for name, lb, sock in (("chosen", sb.endpoint, chosen_sock), ("default", default_lb.address, default_sock)):
-            env.log(f"failover: {name} haproxy settings, SIGKILL {victim}")
-            variants[name] = _failover_variant(env, lb, sock, repo, image, victim)
-            _restore(env, victim, socks)
+        for r in range(rounds):  # alternate the variants, so drift on the shared machine hits both
+            for name, lb, sock in (("chosen", sb.endpoint, chosen_sock), ("default", default_lb.address, default_sock)):
+                env.log(f"failover: round {r + 1}/{rounds}, {name} haproxy settings, SIGKILL {victim}")
+                runs[name].append(_failover_variant(env, lb, sock, repo, image, victim))
+                _restore(env, victim, socks)
     finally:
         if not sb.healthy(victim):
             sb.start(victim)
         env.stop(default_lb)
+    variants = {name: _pool(rs) for name, rs in runs.items() if rs}
     c, d = variants.get("chosen"), variants.get("default")
     figures = []
     for name, v, label in (("chosen", c, "chosen (retries 1 + redispatch)"), ("default", d, "haproxy defaults")):
@@ -297,10 +356,10 @@ def measure_failover(env: BenchEnv, quick: bool) -> dict:
             continue
         tgt = name == "chosen"
         figures += [
-            fig(f"{label}: failed pulls, no retry / one retry (of {v['pulls']})",
+            fig(f"{label}: failed pulls, no retry / one retry (of {v['pulls']}, {v['rounds']} kill(s))",
                 f"{v['failed_no_retry']} / {v['failed_one_retry']}",
                 target="0 with one retry" if tgt else "", met=(v["failed_one_retry"] == 0) if tgt else None),
-            fig(f"{label}: LB marks the replica DOWN after", v["lb_down_after_s"], "s"),
+            fig(f"{label}: LB marks the replica DOWN after (median of {v['rounds']})", v["lb_down_after_s"], "s"),
             fig(f"{label}: p50 / p99 pull, 5 s before -> 5 s after the kill",
                 f"{_s(v['p50_before_s'])} / {_s(v['p99_before_s'])} -> {_s(v['p50_after_s'])} / {_s(v['p99_after_s'])} s",
                 target="p99 after < 1.5 s" if tgt else "",
