@@ -53,3 +53,6 @@ pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("region", settings.storage.region)
 pulumi.export("iamUserName", storage.user_name)
 pulumi.export("namespace", namespace.name)
+if registry.credentials is not None:
+    # authEnabled: {user: password}, a secret output (`pulumi stack output --show-secrets registryCredentials`).
+    pulumi.export("registryCredentials", registry.credentials)

@@ -27,11 +27,14 @@ from registry_ha.k8s import (
     service_monitor_spec,
 )
 from registry_ha.registry_config import (
+    HTPASSWD_KEY,
     Credentials,
     Endpoints,
     build_registry_config,
     config_checksum,
     dump_config,
+    htpasswd_file,
+    pod_security_paths,
 )
 from registry_ha.settings import REGISTRY_PORT, Settings
 
@@ -53,6 +56,7 @@ class Registry(pulumi.ComponentResource):
     service_name: str
     cluster_address: str
     load_balancer_address: pulumi.Output[Optional[str]]
+    credentials: Optional[pulumi.Output]  # secret {user: password} when authEnabled (private registry)
 
     def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry-ha:registry:Registry", name, None, opts)
@@ -70,6 +74,28 @@ class Registry(pulumi.ComponentResource):
         # breaks uploads whose requests land on different replicas: BLOB_UPLOAD_INVALID).
         self.http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=child)
 
+        # Opt-in htpasswd auth (private registry only): one pulumi-random password per user; its
+        # bcrypt_hash is the htpasswd entry, so no plaintext password is ever in the Secret.
+        self.user_passwords: dict[str, random.RandomPassword] = {}
+        if role == "private" and settings.access.auth_enabled:
+            for user in settings.access.auth_users:
+                self.user_passwords[user] = random.RandomPassword(
+                    f"{name}-user-{user}", length=32, special=False, opts=child
+                )
+        users = list(self.user_passwords)
+        htpasswd_text: Optional[pulumi.Output] = None
+        self.credentials = None
+        if users:
+            htpasswd_text = pulumi.Output.all(*[self.user_passwords[u].bcrypt_hash for u in users]).apply(
+                lambda hashes: htpasswd_file(dict(zip(users, hashes)))
+            )
+            self.credentials = pulumi.Output.secret(
+                pulumi.Output.all(*[self.user_passwords[u].result for u in users]).apply(
+                    lambda passwords: dict(zip(users, passwords))
+                )
+            )
+        paths = pod_security_paths(settings, role)
+
         upstream_password = settings.mirror.password if role == "mirror" else None
         config_text = pulumi.Output.all(
             self.http_secret.result,
@@ -84,7 +110,9 @@ class Registry(pulumi.ComponentResource):
                 build_registry_config(
                     settings,
                     role,
-                    Endpoints(s3_bucket=v[2], s3_region=settings.storage.region, redis_addr=args.redis_address),
+                    Endpoints(
+                        s3_bucket=v[2], s3_region=settings.storage.region, redis_addr=args.redis_address, **paths
+                    ),
                     Credentials(
                         http_secret=v[0],
                         redis_password=v[1],
@@ -98,16 +126,23 @@ class Registry(pulumi.ComponentResource):
             )
         )
         # config.yml holds the S3 keys, the http secret and the Redis password: a Secret, never a ConfigMap.
+        # The htpasswd file (bcrypt hashes) is a second key of it, so it lands next to config.yml.
+        secret_data = {"config.yml": pulumi.Output.secret(config_text)}
+        if htpasswd_text is not None:
+            secret_data[HTPASSWD_KEY] = pulumi.Output.secret(htpasswd_text)
         self.config_secret = k8s.core.v1.Secret(
             f"{name}-config",
             metadata=meta(names.config_secret),
             type="Opaque",
-            string_data={"config.yml": pulumi.Output.secret(config_text)},
+            string_data=secret_data,
             opts=child,
         )
         # The digest of a document holding 48+ random characters reveals nothing; unsecret it so
-        # that `pulumi preview` shows when the pods are about to roll.
-        self.checksum = pulumi.Output.unsecret(config_text.apply(config_checksum))
+        # that `pulumi preview` shows when the pods are about to roll. Users added or removed roll them too.
+        checksum_input = config_text
+        if htpasswd_text is not None:
+            checksum_input = pulumi.Output.all(config_text, htpasswd_text).apply(lambda t: t[0] + "\n---\n" + t[1])
+        self.checksum = pulumi.Output.unsecret(checksum_input.apply(config_checksum))
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=meta(names.app),

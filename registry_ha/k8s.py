@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH
+from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH, TLS_MOUNT
 from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, ExposureSettings, Settings
 
 PART_OF = "neural-hive-registry"
@@ -225,6 +225,7 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
     pre_stop = settings.registry.pre_stop_seconds
     replicas = settings.registry.replicas if role == "private" else settings.mirror.replicas
     component = "registry" if role == "private" else "mirror"
+    tls_secret = settings.access.tls_secret_name if role == "private" else None
     container = {
         "name": "registry",
         "image": settings.registry.image,
@@ -236,8 +237,10 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
             {"name": "debug", "containerPort": DEBUG_PORT, "protocol": "TCP"},
         ],
         # Readiness follows the storage health check: "/" answers 503 while S3 is failing.
+        # With auth on, GET / still answers without credentials (Distribution's health handler).
+        # With TLS the kubelet probes over HTTPS and does not verify the certificate.
         "readinessProbe": {
-            "httpGet": {"path": "/", "port": "http"},
+            "httpGet": {"path": "/", "port": "http", **({"scheme": "HTTPS"} if tls_secret else {})},
             "periodSeconds": 5,
             "timeoutSeconds": 3,
             "failureThreshold": 3,
@@ -265,6 +268,8 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
     }
     if not pre_stop:
         del container["lifecycle"]
+    if tls_secret:
+        container["volumeMounts"].append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
     pod_spec: dict = {
         # A Service named docker-registry would otherwise inject DOCKER_REGISTRY_* and, for
         # names starting with "registry", REGISTRY_* variables that Distribution parses as config.
@@ -278,6 +283,19 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
     }
+    if tls_secret:
+        # An existing kubernetes.io/tls Secret (cert-manager's, say): only its two keys, group-readable
+        # by fsGroup. Distribution reads them at start: a renewed certificate needs a rollout.
+        pod_spec["volumes"].append(
+            {
+                "name": "tls",
+                "secret": {
+                    "secretName": tls_secret,
+                    "defaultMode": 0o440,
+                    "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
+                },
+            }
+        )
     if role == "private":
         hard = settings.registry.anti_affinity == "required"
         pod_spec.update(_scheduling(settings, names.app, hard))

@@ -83,6 +83,21 @@ def deterministic(seed: str, length: int = 40) -> str:
     return text[:length]
 
 
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def bcrypt_hash(password: str, seed: str) -> str:
+    """What pulumi-random's bcrypt_hash holds (the provider uses $2a$ cost 10; cost 4 here, for speed), with a salt from `seed` so
+    renders are reproducible. A real hash when the bcrypt package is installed (the tests check it)."""
+    digest = hashlib.sha256(f"bcrypt:{seed}".encode()).digest()
+    salt = "".join(_BCRYPT_ALPHABET[b % 64] for b in digest[:21]) + "."  # 22 chars, last one's low bits 0
+    try:
+        import bcrypt
+    except ImportError:  # render on a machine without it: same shape, not verifiable
+        return f"$2a$04${salt}" + deterministic(f"bcrypt:{seed}", 31)
+    return bcrypt.hashpw(password.encode()[:72], f"$2a$04${salt}".encode()).decode()
+
+
 class RegistryMocks(Mocks):
     """Provider-computed values the program reads, made up deterministically."""
 
@@ -98,6 +113,7 @@ class RegistryMocks(Mocks):
         if typ == "random:index/randomPassword:RandomPassword":
             length = int(inputs.get("length", 32))
             state["result"] = deterministic(f"password:{args.name}", length)
+            state["bcryptHash"] = bcrypt_hash(state["result"], seed=args.name)
         elif typ == "aws:s3/bucket:Bucket":
             bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', args.name + '-')}{deterministic(args.name, 8)}"
             resource_id = bucket

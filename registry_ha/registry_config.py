@@ -20,6 +20,10 @@ Role = Literal["private", "mirror"]
 CONFIG_PATHS = {"v2": "/etc/docker/registry/config.yml", "v3": "/etc/distribution/config.yml"}
 ROOT_DIRECTORIES = {"private": "/registry", "mirror": "/dockerhub-cache"}
 METRICS_PATH = "/metrics"
+AUTH_REALM = "registry-ha"
+HTPASSWD_KEY = "htpasswd"  # key in the config Secret, so the file lands next to config.yml
+TLS_MOUNT = "/etc/registry-tls"  # the kubernetes.io/tls Secret (tls.crt, tls.key), mounted read-only
+MINIMUM_TLS = "tls1.2"
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,32 @@ class Endpoints:
     listen_addr: str = f":{REGISTRY_PORT}"
     debug_addr: str = f":{DEBUG_PORT}"
     proxy_remote_url: Optional[str] = None  # None: settings.mirror.remote_url
+    htpasswd_path: Optional[str] = None  # set: auth.htpasswd with this file (bcrypt entries)
+    tls_certificate: Optional[str] = None  # set (with tls_key): http.tls, the registry serves HTTPS
+    tls_key: Optional[str] = None
+
+
+def pod_security_paths(settings: Settings, role: Role, schema: Optional[str] = None) -> dict:
+    """In-pod paths for Endpoints' htpasswd/TLS fields, from the access settings (private registry only:
+    the Docker Hub cache stays anonymous plain HTTP, nodes' containerd pulls through it)."""
+    if role != "private":
+        return {}
+    schema = schema or settings.registry.schema
+    paths: dict = {}
+    if settings.access.auth_enabled:
+        paths["htpasswd_path"] = CONFIG_PATHS[schema].rsplit("/", 1)[0] + "/" + HTPASSWD_KEY
+    if settings.access.tls:
+        paths["tls_certificate"] = f"{TLS_MOUNT}/tls.crt"
+        paths["tls_key"] = f"{TLS_MOUNT}/tls.key"
+    return paths
+
+
+def htpasswd_file(entries: dict[str, str]) -> str:
+    """`user:bcrypt-hash` lines (pulumi-random's bcrypt_hash), sorted by user."""
+    for user, hashed in entries.items():
+        if ":" in user or not hashed.startswith("$2"):
+            raise ValueError(f"htpasswd entry for {user!r}: a user without ':' and a bcrypt hash")
+    return "".join(f"{user}:{entries[user]}\n" for user in sorted(entries))
 
 
 @dataclass(frozen=True)
@@ -153,6 +183,19 @@ def build_registry_config(
         ),
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     }
+    if (endpoints.tls_certificate is None) != (endpoints.tls_key is None):
+        raise ValueError("tls_certificate and tls_key go together")
+    if endpoints.tls_certificate:
+        # The readiness probe and the LB health checks speak HTTPS too (they do not verify).
+        config["http"]["tls"] = {
+            "certificate": endpoints.tls_certificate,
+            "key": endpoints.tls_key,
+            "minimumtls": MINIMUM_TLS,
+        }
+    if endpoints.htpasswd_path:
+        # Distribution's htpasswd has no roles: every listed user may push, pull and delete.
+        # GET / (the health check the readiness probe uses) stays unauthenticated.
+        config["auth"] = {"htpasswd": {"realm": AUTH_REALM, "path": endpoints.htpasswd_path}}
     if role == "mirror":
         proxy: dict = {"remoteurl": endpoints.proxy_remote_url or settings.mirror.remote_url}
         if credentials.upstream_username:

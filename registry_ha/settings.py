@@ -117,6 +117,19 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """Opt-in hardening of the private registry (the Docker Hub cache stays open: nodes pull through it)."""
+
+    auth_enabled: bool  # htpasswd basic auth; every listed user may push, pull and delete (no roles)
+    auth_users: tuple[str, ...]  # one pulumi-random password each (empty when auth is off)
+    tls_secret_name: Optional[str]  # an existing kubernetes.io/tls Secret; None: plain HTTP
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_secret_name is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -126,6 +139,7 @@ class Settings:
     mirror: MirrorSettings
     exposure: ExposureSettings
     network: NetworkSettings
+    access: AccessSettings = AccessSettings(False, (), None)
 
     @property
     def registry_address(self) -> str:
@@ -202,6 +216,9 @@ KEYS: tuple[Key, ...] = (
     Key("clientCidrs", "list", ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"], "Non-pod sources allowed to reach :5000 (nodes, LB, VPN)."),
     Key("monitoringNamespace", "str", "monitoring", "Namespace whose pods may scrape :5001."),
     Key("serviceMonitor", "bool", False, "Create a Prometheus-operator ServiceMonitor (needs its CRD)."),
+    Key("authEnabled", "bool", False, "Require htpasswd (basic) auth on the private registry; passwords from pulumi-random, exported as the secret output registryCredentials. Every user may push, pull and delete."),
+    Key("authUsers", "list", ["ci"], "User names for authEnabled (a-z, 0-9, '.', '_', '-'); one generated password each."),
+    Key("tlsSecretName", "str", None, "Existing kubernetes.io/tls Secret in the namespace (e.g. from cert-manager); set: the private registry serves HTTPS on :5000."),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
@@ -220,6 +237,9 @@ _IMAGE = re.compile(
     r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[a-f0-9]{64}))?$"
 )
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
+_AUTH_USER = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MAX_AUTH_USERS = 20
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+$-]{0,254}$")  # no whitespace, no ':' (basic auth)
 _MEM_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _REDIS_UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30}
@@ -613,6 +633,36 @@ def load_settings(
         service_monitor=get("serviceMonitor"),
     )
 
+    auth_enabled = get("authEnabled")
+    auth_users = get("authUsers")
+    if "authUsers" in values and not auth_enabled:
+        # Users that would silently not exist: refuse rather than ignore.
+        raise _fail("authUsers", "only with authEnabled: true", list(auth_users))
+    if auth_enabled:
+        if not auth_users:
+            raise _fail("authUsers", "at least one user name when authEnabled is true", list(auth_users))
+        if len(auth_users) > MAX_AUTH_USERS:
+            raise _fail("authUsers", f"at most {MAX_AUTH_USERS} user names", list(auth_users))
+        for user in auth_users:
+            if not _AUTH_USER.match(user):
+                raise _fail("authUsers", "user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit", user)
+        duplicates = sorted({u for u in auth_users if auth_users.count(u) > 1})
+        if duplicates:
+            raise _fail("authUsers", "distinct user names", duplicates[0])
+    tls_secret_name = optional_nonempty("tlsSecretName")
+    if tls_secret_name is not None:
+        if len(tls_secret_name) > 253 or not _DNS_SUBDOMAIN.match(tls_secret_name):
+            raise _fail("tlsSecretName", "a Secret name: lowercase letters, digits, '-' and '.', at most 253", tls_secret_name)
+        # The program owns these Secrets; mounting one of them as the certificate cannot work.
+        owned = {f"{get('serviceName')}-config", f"{get('mirrorServiceName')}-config", "registry-redis-config"}
+        if tls_secret_name in owned:
+            raise _fail("tlsSecretName", f"a kubernetes.io/tls Secret of its own, not one the program manages ({', '.join(sorted(owned))})", tls_secret_name)
+    access = AccessSettings(
+        auth_enabled=auth_enabled,
+        auth_users=tuple(auth_users) if auth_enabled else (),
+        tls_secret_name=tls_secret_name,
+    )
+
     return Settings(
         stack=stack,
         namespace=namespace,
@@ -622,6 +672,7 @@ def load_settings(
         mirror=mirror,
         exposure=exposure,
         network=network,
+        access=access,
     )
 
 

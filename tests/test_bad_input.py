@@ -83,6 +83,20 @@ BAD_CONFIGS = [
     ("bucket-too-long", "staging", {"bucketName": "a" * 64}, (),
      "registry-ha:bucketName: an S3 bucket name: 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit (got 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa')"),
     # nodePort collisions
+    # opt-in hardening: users without auth, bad user names, a TLS Secret the program owns
+    ("auth-users-without-auth", "staging", {"authUsers": '["ci"]'}, (), "registry-ha:authUsers: only with authEnabled: true (got ['ci'])"),
+    ("auth-no-users", "staging", {"authEnabled": "true", "authUsers": "[]"}, (),
+     "registry-ha:authUsers: at least one user name when authEnabled is true (got [])"),
+    ("auth-user-with-colon", "production", {"authEnabled": "true", "authUsers": '["ci:push"]'}, (),
+     "registry-ha:authUsers: user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit (got 'ci:push')"),
+    ("auth-duplicate-user", "staging", {"authEnabled": "true", "authUsers": '["ci", "ci"]'}, (),
+     "registry-ha:authUsers: distinct user names (got 'ci')"),
+    ("auth-enabled-word", "staging", {"authEnabled": "on"}, (), "registry-ha:authEnabled: true or false (got 'on')"),
+    ("tls-secret-uppercase", "staging", {"tlsSecretName": "Registry_TLS"}, (),
+     "registry-ha:tlsSecretName: a Secret name: lowercase letters, digits, '-' and '.', at most 253 (got 'Registry_TLS')"),
+    ("tls-secret-is-the-config", "production", {"tlsSecretName": "docker-registry-config"}, (),
+     "registry-ha:tlsSecretName: a kubernetes.io/tls Secret of its own, not one the program manages "
+     "(docker-registry-config, docker-registry-mirror-config, registry-redis-config) (got 'docker-registry-config')"),
     ("mirror-nodeport-collides", "staging", {"mirrorNodePort": "30500"}, (),
      "registry-ha:mirrorNodePort: a NodePort different from nodePort (30500) (got 30500)"),
     ("mirror-nodeport-collides-moved", "production", {"nodePort": "31000", "mirrorNodePort": "31000"}, (),

@@ -35,10 +35,25 @@ def _service_monitor_config(stack: str):
     return {**config, "registry-ha:serviceMonitor": "true"}, secret_keys
 
 
+HARDENED = {
+    "registry-ha:authEnabled": "true",
+    "registry-ha:authUsers": '["ci", "ops"]',
+    "registry-ha:tlsSecretName": "registry-tls",
+}
+
+
+def _hardened_config(stack: str):
+    config, secret_keys = load_stack_config(stack)
+    return {**config, **HARDENED}, secret_keys
+
+
 VARIANTS = {
     "staging": lambda: run_program("staging"),
     "production": lambda: run_program("production"),
     "production+serviceMonitor": lambda: run_program("production", *_service_monitor_config("production")),
+    # the opt-in hardening: an htpasswd key in the config Secret, the TLS Secret volume, an HTTPS probe
+    "staging+auth+tls": lambda: run_program("staging", *_hardened_config("staging")),
+    "production+auth+tls": lambda: run_program("production", *_hardened_config("production")),
 }
 
 

@@ -540,8 +540,9 @@ def test_default_stacks_have_no_finding(program):
         {"registry-ha:loadBalancerIP": "10.20.0.50"},
         {"registry-ha:loadBalancerProvider": "aws"},
         {"registry-ha:loadBalancerProvider": "none", "registry-ha:mirrorNodePort": "30501"},
+        {"registry-ha:authEnabled": "true", "registry-ha:authUsers": '["ci", "ops"]', "registry-ha:tlsSecretName": "registry-tls"},
     ],
-    ids=["metallb-pool", "metallb-ip", "aws", "nodeport-only"],
+    ids=["metallb-pool", "metallb-ip", "aws", "nodeport-only", "auth+tls"],
 )
 def test_program_is_fully_compliant_one_key_away(stack, extra):
     config, secret_keys = load_stack_config(stack)
