@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         help="every other port is base+0..59 (and base+10058 for weed's admin gRPC); default 25000",
     )
     p.add_argument("--upstream", default=None, help="upstream of the pull-through cache (default: the stack's, Docker Hub)")
+    p.add_argument("--auth", action="store_true",
+                   help="authEnabled: htpasswd users (the stack's authUsers, default ci); passwords in <state-dir>/secrets.json")
+    p.add_argument("--tls", action="store_true",
+                   help="tlsSecretName: the replicas serve HTTPS with a sandbox CA's certificate (<state-dir>/tls/ca/ca.crt)")
     return p
 
 
@@ -39,7 +43,8 @@ def _print_status(status: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status, indent=2))
         return
-    print(f"registry (LB): {status['endpoint']}")
+    print(f"registry (LB): {status['scheme']}://{status['endpoint']}"
+          + (f"  (auth: {', '.join(status['auth_users'])})" if status["auth_users"] else ""))
     print(f"cache:         {status['mirror'] or '(disabled)'}")
     for c in status["components"]:
         state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else "stopped")
@@ -51,7 +56,8 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "up":
             sandbox = Sandbox(
-                args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream
+                args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream,
+                auth=args.auth, tls=args.tls,
             )
             for note in sandbox.notes:
                 sys.stderr.write(f"local: note: {note}\n")
@@ -60,9 +66,18 @@ def main(argv: list[str]) -> int:
             _print_status(status, args.json)
             if not args.json:
                 ep = status["endpoint"]
+                dest = f"--dest-cert-dir {sandbox.ca_dir}" if sandbox.tls else "--dest-tls-verify=false"
+                src = f"--src-cert-dir {sandbox.ca_dir}" if sandbox.tls else "--src-tls-verify=false"
+                if sandbox.auth:  # the password stays in secrets.json: never on the terminal
+                    user = status["auth_users"][0]
+                    print(f"\ncredentials: users {', '.join(status['auth_users'])}; passwords in "
+                          f"{sandbox.state_dir / 'secrets.json'} (auth_passwords)"
+                          f"\n  skopeo login {'--cert-dir ' + str(sandbox.ca_dir) if sandbox.tls else '--tls-verify=false'} "
+                          f"-u {user} --password-stdin {ep} < <(jq -r .auth_passwords.{user} "
+                          f"{sandbox.state_dir / 'secrets.json'})")
                 print(
-                    f"\npush: skopeo copy --insecure-policy --dest-tls-verify=false oci:DIR:TAG docker://{ep}/REPO:TAG"
-                    f"\npull: skopeo copy --insecure-policy --src-tls-verify=false docker://{ep}/REPO:TAG dir:OUT"
+                    f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
+                    f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
                     f"\nstop: ./scripts/deploy-registry-ha.sh local down"
                     + (f" --state-dir {args.state_dir}" if args.state_dir != str(DEFAULT_STATE_DIR) else "")
                 )
@@ -77,7 +92,8 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(f"local: down ({len(stopped)} process(es) stopped; data kept in {sandbox.state_dir})\n")
             return 0
         if sandbox is None:  # status of a sandbox never started: what `up` would run, all stopped
-            sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base)
+            sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base,
+                              auth=args.auth, tls=args.tls)
         status = sandbox.status()
         _print_status(status, args.json)
         return 0 if all(c["healthy"] for c in status["components"]) else 1

@@ -8,7 +8,9 @@ endpoints and the schema (Debian ships Distribution 2.8 -> "v2") are overridden.
 State directory layout (mode 0700):
   secrets.json   generated credentials (0600): what pulumi-random generates in the program
   state.json     the port plan and every started process (pid + start time)
-  config/        rendered configs (0600: they hold secrets)
+  config/        rendered configs (0600: they hold secrets), htpasswd with --auth
+  tls/           with --tls: ca.key, server.key/.crt (0600) and ca/ca.crt, the directory clients
+                 trust (`skopeo --cert-dir <state>/tls/ca`, `curl --cacert <state>/tls/ca/ca.crt`)
   s3/ redis/     data (kept across down/up)
   logs/          one log per process
 """
@@ -30,6 +32,7 @@ from typing import Any, Optional
 import yaml
 
 from registry_ha import iam
+from registry_ha.registry_config import htpasswd_file
 from registry_ha.registry_config import Credentials, Endpoints, build_registry_config, dump_config
 from registry_ha.settings import Settings, load_settings
 from registry_ha.sandbox import procs
@@ -40,6 +43,8 @@ DEFAULT_LB_PORT = 5000
 DEFAULT_PORT_BASE = 25000
 SANDBOX_SCHEMA = "v2"  # Debian's docker-registry is Distribution 2.8.x
 MAX_REPLICAS = 20
+SANDBOX_TLS_SECRET = "sandbox-tls"  # stands in for tlsSecretName: the sandbox makes its own certificate
+CERT_DAYS = 30
 
 # binary -> Debian package that provides it
 APT_PACKAGES = {
@@ -160,6 +165,63 @@ def load_or_create_secrets(state_dir: Path) -> dict:
     return values
 
 
+def load_or_create_user_passwords(state_dir: Path, users: tuple[str, ...]) -> dict[str, str]:
+    """authEnabled: one password per user (what pulumi-random generates), kept in secrets.json."""
+    path = state_dir / "secrets.json"
+    values = load_or_create_secrets(state_dir)
+    passwords = values.setdefault("auth_passwords", {})
+    missing = [u for u in users if u not in passwords]
+    for user in missing:
+        passwords[user] = _random(32)
+    if missing:
+        _write_private(path, json.dumps(values, indent=2))
+    return {u: passwords[u] for u in users}
+
+
+def make_tls(tls_dir: Path, hostname: str, openssl: Optional[str] = None) -> None:
+    """A throw-away CA (self-signed) and a server certificate it signs, for 127.0.0.1, localhost and the
+    stack's hostname: what cert-manager's CA issuer would put in the kubernetes.io/tls Secret. Kept across
+    down/up (clients that trust the CA keep working); made again when missing or expiring within a day."""
+    openssl = openssl or shutil.which("openssl", path=procs.SAFE_PATH)
+    if openssl is None:
+        raise SandboxError("missing openssl: `sudo apt-get install -y openssl` (or run ./scripts/bootstrap.sh)")
+    ca_dir = tls_dir / "ca"
+    server_crt = tls_dir / "server.crt"
+    if server_crt.exists() and (ca_dir / "ca.crt").exists():
+        check = subprocess.run([openssl, "x509", "-checkend", "86400", "-noout", "-in", str(server_crt)],
+                               capture_output=True, env=procs.minimal_env(tls_dir))
+        if check.returncode == 0:
+            return
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(tls_dir, 0o700)
+    env = procs.minimal_env(tls_dir)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    (tls_dir / "server.ext").write_text(
+        f"subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:{hostname}\n"
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    steps = [
+        [openssl, "req", "-x509", *ec, "-keyout", str(tls_dir / "ca.key"), "-out", str(ca_dir / "ca.crt"),
+         "-days", str(CERT_DAYS), "-subj", "/CN=registry-ha sandbox CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [openssl, "req", *ec, "-keyout", str(tls_dir / "server.key"), "-out", str(tls_dir / "server.csr"),
+         "-subj", "/CN=registry-ha sandbox"],
+        [openssl, "x509", "-req", "-in", str(tls_dir / "server.csr"), "-CA", str(ca_dir / "ca.crt"),
+         "-CAkey", str(tls_dir / "ca.key"), "-CAcreateserial", "-CAserial", str(tls_dir / "ca.srl"),
+         "-out", str(server_crt),
+         "-days", str(CERT_DAYS), "-extfile", str(tls_dir / "server.ext")],
+    ]
+    old_umask = os.umask(0o077)  # keys are written 0600
+    try:
+        for argv in steps:
+            result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(tls_dir))
+            if result.returncode != 0:
+                raise SandboxError(f"openssl failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    finally:
+        os.umask(old_umask)
+    os.chmod(ca_dir / "ca.crt", 0o644)
+
+
 # SeaweedFS identities grant Read/Write/List per bucket; map the program's IAM actions onto them.
 _SEAWEED_ACTION = {
     "s3:GetObject": "Read",
@@ -258,14 +320,24 @@ class Sandbox:
         port_base: int = DEFAULT_PORT_BASE,
         upstream: Optional[str] = None,
         repo_root: Path = REPO_ROOT,
+        auth: bool = False,
+        tls: bool = False,
     ):
+        """auth / tls: turn on authEnabled / tlsSecretName on top of the stack's config (which may
+        already turn them on); the sandbox generates the passwords and a CA-signed certificate."""
         self.state_dir = Path(state_dir).resolve()
         self.stack = stack
         self.ports = Ports(lb=lb_port, base=port_base)
         self.upstream = upstream
         self.repo_root = repo_root
         raw, region, self.notes = stack_config(stack, repo_root)
+        if auth:
+            raw["registry-ha:authEnabled"] = "true"
+        if tls and not any(k.endswith("tlsSecretName") and v for k, v in raw.items()):
+            raw["registry-ha:tlsSecretName"] = SANDBOX_TLS_SECRET
         self.settings: Settings = load_settings(raw, stack, aws_region=region)
+        self.auth = self.settings.access.auth_enabled
+        self.tls = self.settings.access.tls
         if self.settings.registry.replicas > MAX_REPLICAS:
             raise SandboxError(f"the sandbox runs at most {MAX_REPLICAS} replicas")
         self.components: dict[str, Component] = {}
@@ -285,6 +357,8 @@ class Sandbox:
             port_base=state["port_base"],
             upstream=state.get("upstream"),
             repo_root=Path(state.get("repo_root", REPO_ROOT)),
+            auth=state.get("auth", False),
+            tls=state.get("tls", False),
         )
         for name, rec in state["components"].items():
             comp = sandbox.components.get(name)
@@ -302,6 +376,29 @@ class Sandbox:
     @property
     def endpoint(self) -> str:
         return f"127.0.0.1:{self.ports.lb}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.state_dir / "tls"
+
+    @property
+    def ca_dir(self) -> Optional[Path]:
+        """The directory clients trust (skopeo --cert-dir): holds only ca.crt."""
+        return self.tls_dir / "ca" if self.tls else None
+
+    @property
+    def ca_cert(self) -> Optional[Path]:
+        return self.tls_dir / "ca" / "ca.crt" if self.tls else None
+
+    def user_passwords(self) -> dict[str, str]:
+        """authEnabled: {user: password}; empty when auth is off. Never printed by the sandbox."""
+        if not self.auth:
+            return {}
+        return load_or_create_user_passwords(self.state_dir, self.settings.access.auth_users)
 
     @property
     def mirror_address(self) -> Optional[str]:
@@ -366,11 +463,20 @@ class Sandbox:
     def registry_config(self, name: str, credentials: Optional[Credentials] = None) -> dict:
         comp = self.components[name]
         role = "mirror" if comp.role == "mirror" else "private"
+        endpoints = self.endpoints(comp.address, self.debug_address(name))
+        if role == "private":  # as in the program: the cache stays anonymous plain HTTP
+            cfg = self.state_dir / "config"
+            endpoints = dataclasses.replace(
+                endpoints,
+                htpasswd_path=str(cfg / "htpasswd") if self.auth else None,
+                tls_certificate=str(self.tls_dir / "server.crt") if self.tls else None,
+                tls_key=str(self.tls_dir / "server.key") if self.tls else None,
+            )
         return seaweedfs_workaround(
             build_registry_config(
                 self.settings,
                 role,
-                self.endpoints(comp.address, self.debug_address(name)),
+                endpoints,
                 credentials or self.credentials(),
                 schema=SANDBOX_SCHEMA,
             )
@@ -380,6 +486,15 @@ class Sandbox:
         s = self.secrets()
         cfg = self.state_dir / "config"
         cfg.mkdir(parents=True, exist_ok=True)
+        if self.auth:
+            import bcrypt  # requirements-dev.txt; the program gets its hashes from pulumi-random
+
+            passwords = self.user_passwords()
+            _write_private(cfg / "htpasswd", htpasswd_file(
+                {u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode() for u, p in passwords.items()}
+            ))
+        if self.tls:
+            make_tls(self.tls_dir, self.settings.exposure.hostname)
         for name, comp in self.components.items():
             if comp.role in ("registry", "mirror"):
                 _write_private(cfg / f"{name}.yml", dump_config(self.registry_config(name)))
@@ -417,12 +532,15 @@ class Sandbox:
         )
         (self.state_dir / "redis").mkdir(exist_ok=True)
         _write_private(cfg / "redis.conf", redis_conf)
+        # With TLS the LB passes TCP through (as a Kubernetes LoadBalancer/NodePort does): the replicas
+        # terminate TLS with the certificate and clients verify it end to end. Health checks still
+        # GET / over TLS, verifying the server certificate against the sandbox CA.
         lines = [
             "global",
             "    maxconn 512",
             f"    stats socket {self.state_dir / 'lb.sock'} mode 600 level admin",
             "defaults",
-            "    mode http",
+            f"    mode {'tcp' if self.tls else 'http'}",
             "    timeout connect 1s",
             "    timeout client 120s",
             "    timeout server 120s",
@@ -438,8 +556,9 @@ class Sandbox:
             "    http-check expect status 200",
             "    default-server inter 500ms fall 2 rise 2",
         ]
+        check = f"check check-ssl verify required ca-file {self.ca_cert}" if self.tls else "check"
         for name in self.replica_names():
-            lines.append(f"    server {name} {self.components[name].address} check")
+            lines.append(f"    server {name} {self.components[name].address} {check}")
         _write_private(cfg / "haproxy.cfg", "\n".join(lines) + "\n")
 
     def argv(self, name: str, binaries: dict[str, str]) -> list[str]:
@@ -478,6 +597,9 @@ class Sandbox:
             return procs.redis_ping(comp.address, self.secrets()["redis_password"])
         if comp.role == "s3":
             return procs.http_status(comp.address, "/healthz") == 200
+        if self.tls and comp.role in ("registry", "lb"):
+            # GET / is Distribution's unauthenticated health check, also with auth on
+            return procs.http_status(comp.address, "/", ca_file=str(self.ca_cert)) == 200
         return procs.http_status(comp.address, "/") == 200
 
     def _wait_healthy(self, name: str, timeout: float) -> None:
@@ -506,6 +628,8 @@ class Sandbox:
             "port_base": self.ports.base,
             "upstream": self.upstream,
             "repo_root": str(self.repo_root),
+            "auth": self.auth,
+            "tls": self.tls,
             "components": {
                 name: {
                     "role": c.role,
@@ -565,7 +689,9 @@ class Sandbox:
         previous = Sandbox.from_state(self.state_dir)
         if previous is not None:
             alive = previous.running()
-            if alive and (previous.ports != self.ports or previous.stack != self.stack or previous.upstream != self.upstream):
+            changed = (previous.ports != self.ports or previous.stack != self.stack or previous.upstream != self.upstream
+                       or previous.auth != self.auth or previous.tls != self.tls)
+            if alive and changed:
                 raise SandboxError(
                     f"a sandbox is already up in {self.state_dir} ({previous.stack}, LB {previous.endpoint}); "
                     "run `local down` first"
@@ -616,6 +742,9 @@ class Sandbox:
     def status(self) -> dict:
         return {
             "endpoint": self.endpoint,
+            "scheme": self.scheme,
+            "auth_users": list(self.settings.access.auth_users),
+            "ca_cert": str(self.ca_cert) if self.ca_cert else None,
             "mirror": self.mirror_address,
             "components": [
                 {

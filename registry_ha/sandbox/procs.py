@@ -9,6 +9,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -123,16 +124,22 @@ def port_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> 
         return False
 
 
-def http_status(address: str, path: str = "/", timeout: float = 2.0, method: str = "GET") -> Optional[int]:
-    """Status code of a plain-HTTP request to host:port (never through a proxy), or None."""
+def http_status(address: str, path: str = "/", timeout: float = 2.0, method: str = "GET",
+                ca_file: Optional[str] = None) -> Optional[int]:
+    """Status code of a request to host:port (never through a proxy), or None. Plain HTTP, or HTTPS
+    verified against `ca_file` (certificate chain and the host name/IP) when one is given."""
     host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    if ca_file:
+        context = ssl.create_default_context(cafile=ca_file)
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(host, int(port), timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         conn.request(method, path)
         resp = conn.getresponse()
         resp.read()
         return resp.status
-    except (OSError, http.client.HTTPException):
+    except (OSError, http.client.HTTPException, ssl.SSLError):
         return None
     finally:
         conn.close()
