@@ -138,10 +138,9 @@ class BenchEnv:
         return self.spawn(name, [self.bins["docker-registry"], "serve", str(path)], address,
                           lambda: procs.http_status(address, "/") == 200)
 
-    def default_haproxy(self, name: str = "lb-default") -> tuple[Proc, Path]:
-        """A second haproxy over the same replicas: the sandbox's haproxy.cfg with only the bind
-        port and stats socket changed and the tuning removed (`retries 1`, `option redispatch`),
-        so it runs haproxy's defaults there (retries 3, no redispatch)."""
+    def haproxy_variant(self, name: str, drop: tuple[str, ...] = (), add_to_defaults: tuple[str, ...] = ()) -> tuple[Proc, Path]:
+        """A second haproxy over the same replicas: the sandbox's own haproxy.cfg with only the bind
+        port and stats socket changed, the `drop` lines removed and `add_to_defaults` added."""
         assert self.sandbox is not None
         text = (self.sandbox.state_dir / "config" / "haproxy.cfg").read_text()
         port = free_port()
@@ -149,19 +148,26 @@ class BenchEnv:
         lines = []
         for line in text.splitlines():
             stripped = line.strip()
-            if stripped in ("retries 1", "option redispatch"):
+            if stripped in drop:
                 continue
             if stripped.startswith("stats socket"):
                 line = f"    stats socket {sock} mode 600 level admin"
             if stripped.startswith("bind "):
                 line = f"    bind 127.0.0.1:{port}"
             lines.append(line)
+            if stripped == "defaults":
+                lines.extend(f"    {extra}" for extra in add_to_defaults)
         cfg = self.root / f"{name}.cfg"
         _write_private(cfg, "\n".join(lines) + "\n")
         address = f"127.0.0.1:{port}"
         proc = self.spawn(name, [self.bins["haproxy"], "-db", "-f", str(cfg)], address,
                           lambda: procs.port_listening(port))
         return proc, sock
+
+    def default_haproxy(self, name: str = "lb-default") -> tuple[Proc, Path]:
+        """haproxy's defaults where the sandbox tunes them: no `retries 1` (so retries 3) and no
+        `option redispatch`; same health checks and timeouts."""
+        return self.haproxy_variant(name, drop=("retries 1", "option redispatch"))
 
 
 # --------------------------------------------------------------------------- haproxy stats
