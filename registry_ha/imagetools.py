@@ -5,11 +5,16 @@
   (refused, timeout, dns, tls, auth, http-<code>), so callers can say why they skipped a target.
 - `build_oci_layout`: a small multi-layer OCI image written on disk (no Docker daemon needed).
 - `skopeo`: the real client, `--insecure-policy`, with its failures classified the same way.
+- `RegistryAccess`: credentials and TLS trust for a registry with `authEnabled` / `tlsSecretName`,
+  read from REGISTRY_USERNAME / REGISTRY_PASSWORD (or --password-stdin) and --tls-verify / --ca-cert.
+  The password never reaches argv, output or logs: skopeo gets it in a 0600 temporary auth file.
 
 Only the standard library and skopeo: these run on operator machines and in CI.
 """
 from __future__ import annotations
 
+import base64
+import contextlib
 import gzip
 import hashlib
 import io
@@ -22,12 +27,13 @@ import socket
 import ssl
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Mapping, Optional
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
@@ -79,6 +85,119 @@ def parse_name_tag(value: str) -> tuple[str, str]:
     return name, tag
 
 
+# --------------------------------------------------------------------------- credentials and TLS trust
+
+
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How to reach a registry: basic-auth credentials (optional) and TLS verification (optional)."""
+
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)  # never printed
+    tls_verify: bool = False  # True: HTTPS only, certificate verified (against ca_cert, else the system store)
+    ca_cert: Optional[str] = None
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.username is not None
+
+    def authorization(self) -> Optional[str]:
+        if not self.has_credentials:
+            return None
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return f"Basic {token}"
+
+    def ssl_context(self) -> ssl.SSLContext:
+        if self.tls_verify:
+            return ssl.create_default_context(cafile=self.ca_cert)
+        return ssl._create_unverified_context()  # internal registries without a trusted certificate
+
+    def without_tls_verify(self) -> "RegistryAccess":
+        return RegistryAccess(self.username, self.password, False, None)
+
+    def describe(self) -> str:
+        parts = [f"user {self.username}" if self.has_credentials else "anonymous"]
+        if self.tls_verify:
+            parts.append(f"TLS verified against {self.ca_cert}" if self.ca_cert else "TLS verified (system CAs)")
+        return ", ".join(parts)
+
+
+ANONYMOUS = RegistryAccess()
+
+
+def access_from(environ: Mapping[str, str], username: Optional[str] = None, password_stdin: Optional[str] = None,
+                tls_verify: bool = False, ca_cert: Optional[str] = None) -> RegistryAccess:
+    """Credentials from --username / REGISTRY_USERNAME and REGISTRY_PASSWORD or --password-stdin (a
+    password is never accepted on the command line: argv is visible in `ps` and shell history), and TLS
+    trust from --tls-verify / --ca-cert / REGISTRY_CA_CERT. One-line UsageError naming what is wrong."""
+    username = username if username is not None else (environ.get("REGISTRY_USERNAME") or None)
+    password = password_stdin if password_stdin is not None else environ.get("REGISTRY_PASSWORD")
+    if username is not None:
+        if not username or ":" in username or any(c.isspace() for c in username):
+            raise UsageError(f"REGISTRY_USERNAME/--username: a user name without ':' or spaces (got {username!r})")
+        if not password:
+            raise UsageError("REGISTRY_PASSWORD: required with a user name (or pipe it to --password-stdin)")
+    elif password:
+        raise UsageError("REGISTRY_USERNAME/--username: required when a password is given")
+    ca_cert = ca_cert or environ.get("REGISTRY_CA_CERT") or None
+    if ca_cert is not None:
+        path = Path(ca_cert)
+        if not path.is_file():
+            raise UsageError(f"--ca-cert/REGISTRY_CA_CERT: a PEM CA certificate file (got {ca_cert!r}: no such file)")
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, ValueError):
+            raise UsageError(f"--ca-cert/REGISTRY_CA_CERT: a PEM CA certificate file (got {ca_cert!r}: not PEM certificates)") from None
+        ca_cert, tls_verify = str(path.resolve()), True
+    return RegistryAccess(username, password if username is not None else None, tls_verify, ca_cert)
+
+
+def add_access_arguments(parser) -> None:
+    """The command-line half of `access_from`, shared by both scripts."""
+    parser.add_argument("--username", help="registry user (default $REGISTRY_USERNAME); the password comes from "
+                        "$REGISTRY_PASSWORD or --password-stdin, never from the command line")
+    parser.add_argument("--password-stdin", action="store_true", help="read the registry password from stdin")
+    parser.add_argument("--tls-verify", action="store_true",
+                        help="HTTPS only, with the certificate verified (system CAs, or --ca-cert)")
+    parser.add_argument("--ca-cert", help="PEM CA certificate to verify the registry with (implies --tls-verify; "
+                        "default $REGISTRY_CA_CERT)")
+
+
+def access_from_args(args, environ: Mapping[str, str], stdin=None) -> RegistryAccess:
+    password = None
+    if args.password_stdin:
+        import sys
+
+        password = (stdin or sys.stdin).readline().rstrip("\r\n")
+    return access_from(environ, args.username, password, args.tls_verify, args.ca_cert)
+
+
+@contextlib.contextmanager
+def skopeo_access(access: RegistryAccess, address: str) -> Iterator[dict]:
+    """skopeo arguments for `access` towards ADDRESS, as keyword arguments of `skopeo_copy` for one side
+    ("authfile", "cert_dir"): a 0600 auth file and a directory holding only the CA, removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="registry-access-"))  # 0700
+    try:
+        options: dict = {}
+        if access.has_credentials:
+            authfile = work / "auth.json"
+            fd = os.open(authfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                token = base64.b64encode(f"{access.username}:{access.password}".encode()).decode()
+                json.dump({"auths": {address: {"auth": token}}}, fh)
+            options["authfile"] = str(authfile)
+        if access.ca_cert:
+            # skopeo reads every *.crt of --cert-dir as a CA (and *.cert/*.key as a client pair)
+            cert_dir = work / "certs"
+            cert_dir.mkdir()
+            shutil.copyfile(access.ca_cert, cert_dir / "ca.crt")
+            options["cert_dir"] = str(cert_dir)
+        options["tls_verify"] = access.tls_verify
+        yield options
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- HTTP
 
 
@@ -109,10 +228,14 @@ def _classify_exception(exc: BaseException) -> tuple[str, str]:
 
 
 def http_request(url: str, method: str = "GET", headers: Optional[dict] = None, timeout: float = 5.0,
-                 data: Optional[bytes] = None) -> tuple[int, dict, bytes]:
-    """(status, headers, body); HTTP errors are answers, not exceptions. Network errors raise."""
-    request = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
-    context = ssl._create_unverified_context() if url.startswith("https") else None  # internal registries
+                 data: Optional[bytes] = None, access: Optional[RegistryAccess] = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body); HTTP errors are answers, not exceptions. Network errors raise.
+    With `access`: its Authorization header, and its TLS verification for https URLs."""
+    headers = dict(headers or {})
+    if access is not None and access.authorization():
+        headers["Authorization"] = access.authorization()
+    request = urllib.request.Request(url, method=method, headers=headers, data=data)
+    context = (access or ANONYMOUS).ssl_context() if url.startswith("https") else None
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, dict(response.headers), response.read()
@@ -120,13 +243,20 @@ def http_request(url: str, method: str = "GET", headers: Optional[dict] = None, 
         return exc.code, dict(exc.headers or {}), exc.read() if exc.fp else b""
 
 
-def probe_v2(address: str, timeout: float = 3.0) -> Probe:
-    """Does a registry answer at ADDRESS? Plain http first (the internal registry), then https."""
+def probe_v2(address: str, timeout: float = 3.0, access: Optional[RegistryAccess] = None) -> Probe:
+    """Does a registry answer at ADDRESS? Plain http first (the internal registry), then https; only
+    https when `access.tls_verify` (no downgrade). The scheme is found anonymously, so credentials are
+    never sent to the plain-http port of a TLS registry; then, with credentials, a 401 means rejected."""
+    access = access or ANONYMOUS
+    anonymous = RegistryAccess(tls_verify=access.tls_verify, ca_cert=access.ca_cert)
     start = time.monotonic()
     result = None
-    for scheme in ("http", "https"):
+    for scheme in (("https",) if access.tls_verify else ("http", "https")):
+        url = f"{scheme}://{address}/v2/"
         try:
-            status, _, body = http_request(f"{scheme}://{address}/v2/", timeout=timeout)
+            status, _, body = http_request(url, timeout=timeout, access=anonymous)
+            if status in (200, 401) and access.has_credentials:
+                status, _, body = http_request(url, timeout=timeout, access=access)
         except (urllib.error.URLError, OSError) as exc:
             reason, detail = _classify_exception(exc)
             result = Probe(False, reason, detail, scheme, seconds=time.monotonic() - start)
@@ -136,24 +266,29 @@ def probe_v2(address: str, timeout: float = 3.0) -> Probe:
         elapsed = time.monotonic() - start
         if status == 400 and b"HTTPS" in body.upper() and scheme == "http":
             continue  # "Client sent an HTTP request to an HTTPS server"
+        if status == 200 and access.has_credentials:
+            return Probe(True, "ok", f"{url} answered 200 ({access.describe()})", scheme, status, elapsed)
         if status == 200:
-            return Probe(True, "ok", f"{scheme}://{address}/v2/ answered 200", scheme, status, elapsed)
+            return Probe(True, "ok", f"{url} answered 200", scheme, status, elapsed)
+        if status == 401 and access.has_credentials:
+            return Probe(False, "auth", f"{url} answered 401: the credentials of user {access.username} "
+                         "were rejected", scheme, status, elapsed)
         if status == 401:
-            return Probe(True, "auth", f"{scheme}://{address}/v2/ answered 401 (credentials required)",
-                         scheme, status, elapsed)
-        result = Probe(False, f"http-{status}", f"{scheme}://{address}/v2/ answered {status}", scheme, status, elapsed)
+            return Probe(True, "auth", f"{url} answered 401 (credentials required)", scheme, status, elapsed)
+        result = Probe(False, f"http-{status}", f"{url} answered {status}", scheme, status, elapsed)
         break
     assert result is not None
     return result
 
 
 def manifest_digest(address: str, repository: str, reference: str, scheme: str = "http",
-                    timeout: float = 10.0, auth: Optional[str] = None) -> tuple[int, Optional[str]]:
+                    timeout: float = 10.0, auth: Optional[str] = None,
+                    access: Optional[RegistryAccess] = None) -> tuple[int, Optional[str]]:
     headers = {"Accept": MANIFEST_ACCEPT}
     if auth:
         headers["Authorization"] = auth
     status, response_headers, body = http_request(
-        f"{scheme}://{address}/v2/{repository}/manifests/{reference}", "GET", headers, timeout)
+        f"{scheme}://{address}/v2/{repository}/manifests/{reference}", "GET", headers, timeout, access=access)
     lowered = {k.lower(): v for k, v in response_headers.items()}
     digest = lowered.get("docker-content-digest")
     if status == 200 and not digest:
@@ -275,7 +410,10 @@ def classify_skopeo_error(stderr: str) -> tuple[str, str]:
 
 
 def skopeo_copy(source: str, destination: str, *, src_tls_verify: bool = False, dest_tls_verify: bool = False,
-                dest_authfile: Optional[str] = None, timeout: float = 300.0, env: Optional[dict] = None) -> SkopeoResult:
+                dest_authfile: Optional[str] = None, timeout: float = 300.0, env: Optional[dict] = None,
+                src_authfile: Optional[str] = None, src_cert_dir: Optional[str] = None,
+                dest_cert_dir: Optional[str] = None) -> SkopeoResult:
+    """`skopeo copy`; `*_cert_dir` holds the CA(s) a registry's certificate is verified against."""
     binary = skopeo_binary()
     if binary is None:
         return SkopeoResult(False, "missing", "skopeo is not installed (apt-get install skopeo)", 0.0)
@@ -283,6 +421,12 @@ def skopeo_copy(source: str, destination: str, *, src_tls_verify: bool = False, 
                f"--src-tls-verify={str(src_tls_verify).lower()}", f"--dest-tls-verify={str(dest_tls_verify).lower()}"]
     if dest_authfile:
         command += ["--dest-authfile", dest_authfile]
+    if src_authfile:
+        command += ["--src-authfile", src_authfile]
+    if src_cert_dir:
+        command += ["--src-cert-dir", src_cert_dir]
+    if dest_cert_dir:
+        command += ["--dest-cert-dir", dest_cert_dir]
     command += [source, destination]
     start = time.monotonic()
     try:

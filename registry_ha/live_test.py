@@ -2,6 +2,12 @@
 
     test-registry-ha.sh [--registry HOST:PORT] [--mirror HOST:PORT] [--metrics HOST:PORT ...]
                         [--namespace NS] [--selector LABELS] [--no-kubectl] [--timeout SECONDS]
+                        [--username USER] [--password-stdin] [--tls-verify] [--ca-cert FILE]
+
+A registry with authEnabled: REGISTRY_USERNAME and REGISTRY_PASSWORD (or --username and the
+password on stdin with --password-stdin; never on the command line). With tlsSecretName:
+--tls-verify (HTTPS only, certificate verified) and --ca-cert FILE or REGISTRY_CA_CERT for a
+private CA. The password goes to skopeo in a 0600 temporary auth file and is never printed.
 
 Checks, each printed as one `PASS|FAIL|SKIP <check> <detail>` line:
   v2          GET /v2/ answers (200, or 401 when the registry wants credentials)
@@ -70,10 +76,14 @@ class Report:
 # --------------------------------------------------------------------------- checks
 
 
-def check_pull(report: Report, check: str, address: str, reference: str, expected, work: Path, timeout: float) -> bool:
+def check_pull(report: Report, check: str, address: str, reference: str, expected, work: Path, timeout: float,
+               access: imagetools.RegistryAccess = imagetools.ANONYMOUS) -> bool:
     """Pull ADDRESS/REFERENCE into a fresh OCI layout and compare digests with `expected` (an OciImage)."""
     target = work / f"pull-{uuid.uuid4().hex[:8]}"
-    result = imagetools.skopeo_copy(f"docker://{address}/{reference}", f"oci:{target}:pulled", timeout=timeout)
+    with imagetools.skopeo_access(access, address) as opts:
+        result = imagetools.skopeo_copy(f"docker://{address}/{reference}", f"oci:{target}:pulled", timeout=timeout,
+                                        src_tls_verify=opts["tls_verify"], src_authfile=opts.get("authfile"),
+                                        src_cert_dir=opts.get("cert_dir"))
     if not result.ok:
         return report.failed(check, f"skopeo pull of {address}/{reference} failed ({result.reason}): {result.detail}")
     digest, layers = imagetools.read_oci_layout(target, "pulled")
@@ -143,15 +153,16 @@ def _wait_for_catalog(address: str, repository: str, timeout: float, scheme: str
         time.sleep(0.1)
 
 
-def delete_manifest(report: Report, address: str, digest: str, scheme: str, timeout: float) -> None:
+def delete_manifest(report: Report, address: str, digest: str, scheme: str, timeout: float,
+                    access: imagetools.RegistryAccess = imagetools.ANONYMOUS) -> None:
     url = f"{scheme}://{address}/v2/{TEST_REPOSITORY}/manifests/{digest}"
     try:
-        status, _, body = imagetools.http_request(url, "DELETE", timeout=timeout)
+        status, _, body = imagetools.http_request(url, "DELETE", timeout=timeout, access=access)
         if status not in (200, 202):
             hint = " (deletion is disabled: storage.delete.enabled)" if status == 405 else ""
             report.failed("delete", f"DELETE {TEST_REPOSITORY}@{digest[:19]}... answered {status}{hint}")
             return
-        after, _ = imagetools.manifest_digest(address, TEST_REPOSITORY, digest, scheme, timeout)
+        after, _ = imagetools.manifest_digest(address, TEST_REPOSITORY, digest, scheme, timeout, access=access)
     except OSError as exc:
         report.failed("delete", f"{address}: {imagetools._classify_exception(exc)[1]}")
         return
@@ -251,8 +262,10 @@ def check_kubernetes(report: Report, args, image, work: Path) -> None:
             report.failed("pod-pull", f"{name}: kubectl port-forward failed: {exc}")
             continue
         try:
+            # through the tunnel the address is 127.0.0.1, not a name the certificate carries: the
+            # credentials still apply, certificate verification cannot
             check_pull(report, "pod-pull", f"127.0.0.1:{ports[5000]}", f"{TEST_REPOSITORY}@{image.manifest_digest}",
-                       image, work, args.timeout * 20)
+                       image, work, args.timeout * 20, args.access.without_tls_verify())
             check_metrics(report, f"127.0.0.1:{ports[5001]}", args.timeout, label=f"{name}:5001/metrics")
         finally:
             stop(forward)
@@ -271,6 +284,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("--selector", default=POD_SELECTOR)
     parser.add_argument("--no-kubectl", action="store_true", help="skip the Kubernetes checks")
     parser.add_argument("--timeout", type=float, default=3.0, help="connect timeout in seconds (default 3)")
+    imagetools.add_access_arguments(parser)
     args = parser.parse_args(argv)
     if args.registry is None:
         args.registry = os.environ.get("REGISTRY_PRIMARY") or DEFAULT_PRIMARY
@@ -288,13 +302,15 @@ def parse_args(argv: list[str]):
     args.metrics = args.metrics + env_metrics
     if not 0 < args.timeout <= 60:
         raise UsageError("--timeout: seconds, more than 0 and at most 60")
+    args.access = imagetools.access_from_args(args, os.environ)
     return args
 
 
 def run(args, report: Report) -> int:
     address = args.registry
-    report.out.write(f"testing {address}\n")
-    probe = imagetools.probe_v2(address, timeout=args.timeout)
+    access = args.access
+    report.out.write(f"testing {address} ({access.describe()})\n")
+    probe = imagetools.probe_v2(address, timeout=args.timeout, access=access)
     if not probe.ok:
         report.failed("v2", f"{address}: {probe.reason} ({probe.detail}, {probe.seconds:.1f}s); other checks not run")
         return report.summary()
@@ -308,12 +324,14 @@ def run(args, report: Report) -> int:
     try:
         tag = f"t-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
         image = imagetools.build_oci_layout(work / "image", tag)
-        result = imagetools.skopeo_copy(image.reference, f"docker://{address}/{TEST_REPOSITORY}:{tag}",
-                                        timeout=args.timeout * 40)
+        with imagetools.skopeo_access(access, address) as opts:
+            result = imagetools.skopeo_copy(image.reference, f"docker://{address}/{TEST_REPOSITORY}:{tag}",
+                                            timeout=args.timeout * 40, dest_tls_verify=opts["tls_verify"],
+                                            dest_authfile=opts.get("authfile"), dest_cert_dir=opts.get("cert_dir"))
         if result.ok:
             pushed = image
             report.passed("push", f"{TEST_REPOSITORY}:{tag} ({len(image.layer_digests)} layers) in {result.seconds:.2f}s")
-            check_pull(report, "pull", address, f"{TEST_REPOSITORY}:{tag}", image, work, args.timeout * 40)
+            check_pull(report, "pull", address, f"{TEST_REPOSITORY}:{tag}", image, work, args.timeout * 40, access)
         else:
             report.failed("push", f"{TEST_REPOSITORY}:{tag} failed ({result.reason}): {result.detail}")
 
@@ -329,7 +347,7 @@ def run(args, report: Report) -> int:
             report.skipped("mirror", "no --mirror given")
     finally:
         if pushed is not None:
-            delete_manifest(report, address, pushed.manifest_digest, probe.scheme, max(args.timeout, 10))
+            delete_manifest(report, address, pushed.manifest_digest, probe.scheme, max(args.timeout, 10), access)
         shutil.rmtree(work, ignore_errors=True)
     return report.summary()
 

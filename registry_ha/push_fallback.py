@@ -15,6 +15,11 @@ directory, an OCI or docker archive file, or any skopeo reference (oci:DIR:TAG, 
 The pushes use skopeo, so they need no daemon-side insecure-registries entry and no credentials
 written to ~/.docker/config.json (the ECR token goes to a 0600 temporary auth file).
 
+Registries with authEnabled / tlsSecretName (the primary and the secondary are the same registry,
+so one set applies to both; ECR uses its own token): REGISTRY_USERNAME and REGISTRY_PASSWORD (or
+--username and --password-stdin; a password is never taken from the command line), --tls-verify and
+--ca-cert FILE / REGISTRY_CA_CERT. The password reaches skopeo only in a 0600 temporary auth file.
+
 Test hooks (not for production use):
   AWS_ENDPOINT_URL_ECR     boto3's standard per-service endpoint override (moto in the tests)
   REGISTRY_HA_ECR_REGISTRY HOST:PORT pushed to instead of the token's proxyEndpoint, over plain
@@ -101,13 +106,16 @@ def resolve_source(source: str, work: Path) -> str:
     return f"docker-archive:{archive}"
 
 
-def push_registry(label: str, address: str, source: str, name: str, tag: str, timeout: float) -> Attempt:
-    probe = imagetools.probe_v2(address, timeout=timeout)
+def push_registry(label: str, address: str, source: str, name: str, tag: str, timeout: float,
+                  access: imagetools.RegistryAccess = imagetools.ANONYMOUS) -> Attempt:
+    probe = imagetools.probe_v2(address, timeout=timeout, access=access)
     if not probe.ok:
         return Attempt(label, address, False, probe.reason, probe.detail)
     tls = probe.scheme == "https"
-    result = imagetools.skopeo_copy(source, f"docker://{address}/{name}:{tag}", dest_tls_verify=False,
-                                    timeout=timeout * 100)
+    with imagetools.skopeo_access(access, address) as opts:
+        result = imagetools.skopeo_copy(source, f"docker://{address}/{name}:{tag}", dest_tls_verify=opts["tls_verify"],
+                                        dest_authfile=opts.get("authfile"), dest_cert_dir=opts.get("cert_dir"),
+                                        timeout=timeout * 100)
     if not result.ok:
         return Attempt(label, address, False, result.reason, result.detail)
     return Attempt(label, address, True, "ok", f"{'https' if tls else 'http'} push in {result.seconds:.1f}s")
@@ -173,6 +181,7 @@ def parse_args(argv: list[str]):
     parser.add_argument("image", metavar="NAME:TAG", help="where to push, without a registry host (team/app:1.0)")
     parser.add_argument("--timeout", type=float, default=5.0, help="connect timeout per registry in seconds (default 5)")
     parser.add_argument("--no-ecr", action="store_true", help="stop after the two cluster registries")
+    imagetools.add_access_arguments(parser)
     args = parser.parse_args(argv)
     args.name, args.tag = imagetools.parse_name_tag(args.image)
     args.primary = env_address("REGISTRY_PRIMARY", DEFAULT_PRIMARY)
@@ -184,6 +193,7 @@ def parse_args(argv: list[str]):
         imagetools.parse_host_port(os.environ["REGISTRY_HA_ECR_REGISTRY"], "REGISTRY_HA_ECR_REGISTRY")
     if not 0 < args.timeout <= 120:
         raise UsageError("--timeout: seconds, more than 0 and at most 120")
+    args.access = imagetools.access_from_args(args, os.environ)
     return args
 
 
@@ -200,7 +210,7 @@ def run(args) -> int:
             log(f"error: {exc}")
             return 2
         for label, address in (("primary", args.primary), ("secondary", args.secondary)):
-            attempt = push_registry(label, address, source, args.name, args.tag, args.timeout)
+            attempt = push_registry(label, address, source, args.name, args.tag, args.timeout, args.access)
             attempts.append(attempt)
             if attempt.ok:
                 break
