@@ -47,7 +47,8 @@ def test_down_leaves_nothing_and_up_keeps_images(pool, skopeo_bin, tmp_path):
         up = local("up", "--json", *opts)
         assert up.returncode == 0, up.stderr
         status = json.loads(up.stdout)
-        assert set(status) == {"endpoint", "mirror", "components"}
+        assert set(status) == {"endpoint", "scheme", "auth_users", "ca_cert", "mirror", "components"}
+        assert (status["scheme"], status["auth_users"], status["ca_cert"]) == ("http", [], None)  # open by default
         assert all(set(c) == {"name", "role", "pid", "address", "healthy"} for c in status["components"])
         assert sorted({c["role"] for c in status["components"]}) == ["lb", "mirror", "redis", "registry", "s3"]
         assert [c["role"] for c in status["components"]].count("registry") == 3

@@ -39,7 +39,9 @@ USERS = ("ci", "reader")
 
 
 @pytest.fixture(scope="module")
-def hardened(tmp_path_factory, bins, upstream):
+def hardened(tmp_path_factory, bins, pool):
+    # an upstream of its own: test 5 stops the session's upstream, and 2.8's cache will not start without one
+    upstream = pool.plain_registry("upstream-9")
     repo = tmp_path_factory.mktemp("hardened-repo")
     (repo / f"Pulumi.staging.yaml").write_text(
         "config:\n  registry-ha:authUsers: '[\"ci\", \"reader\"]'\n  registry-ha:authEnabled: 'true'\n"
