@@ -81,6 +81,9 @@ class BenchEnv:
             port_base=free_port_base(),
             upstream=f"http://{self.upstream.address}",
         )
+        if getattr(self.sandbox, "auth", False) or getattr(self.sandbox, "tls", False):
+            raise RuntimeError(f"stack {self.stack} enables auth/TLS; the benchmark client speaks plain, "
+                               "anonymous HTTP (as the default sandbox does)")
         self.sandbox.up(out=open(os.devnull, "w"))
         self.log(f"sandbox up in {time.monotonic() - t0:.1f}s (LB {self.sandbox.endpoint}, state {self.root})")
 
@@ -157,6 +160,9 @@ class BenchEnv:
             lines.append(line)
             if stripped == "defaults":
                 lines.extend(f"    {extra}" for extra in add_to_defaults)
+        missing = [d for d in drop if d not in {l.strip() for l in text.splitlines()}]
+        if missing:  # the sandbox changed its LB tuning: a silent no-op variant would compare nothing
+            raise RuntimeError(f"{', '.join(missing)} not in the sandbox's haproxy.cfg")
         cfg = self.root / f"{name}.cfg"
         _write_private(cfg, "\n".join(lines) + "\n")
         address = f"127.0.0.1:{port}"
