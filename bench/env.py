@@ -94,6 +94,26 @@ class BenchEnv:
             self.sandbox.down(out=open(os.devnull, "w"))
         shutil.rmtree(self.root, ignore_errors=True)
 
+    # ---- CPU accounting (utime + stime of every server process, from /proc)
+    def server_pids(self) -> list[int]:
+        pids = [p.pid for p in self.extra if p.running()]
+        if self.sandbox is not None:
+            pids += [c.pid for c in self.sandbox.components.values() if procs.is_running(c.pid, c.started)]
+        return pids
+
+    @staticmethod
+    def cpu_seconds(pids: list[int]) -> float:
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for pid in pids:
+            try:
+                raw = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = raw[raw.rindex(")") + 2:].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
     # ---- extra processes
     def spawn(self, name: str, argv: list[str], address: str, ready: Callable[[], bool], timeout: float = 30) -> Proc:
         log = self.root / "logs" / f"{name}.log"
