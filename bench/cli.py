@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", default="staging", help="stack whose rendered topology the sandbox runs")
     p.add_argument("--no-latest", action="store_true", help="do not overwrite bench/latest.json")
     p.add_argument("--render", metavar="JSON", help="measure nothing: print the table of an earlier result file")
-    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/performance.md)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README's Performance section)")
     return p
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's pure helpers (bench/stats.py): the figures in docs/performance.md come from these."""
+"""The benchmark's pure helpers (bench/stats.py): the figures in the README's Performance section come from these."""
 import pytest
 
 from bench.stats import fmt, format_table, markdown_table, mb_per_s, median, percentile, ratio
