@@ -306,16 +306,29 @@ class OciImage:
     manifest_digest: str
     layer_digests: list[str] = field(default_factory=list)
     config_digest: str = ""
+    manifest: bytes = b""  # the manifest exactly as stored: a registry must serve these bytes back
 
     @property
     def reference(self) -> str:
         return f"oci:{self.layout}:{self.tag}"
 
+    ref = reference
 
-def _write_blob(blobs: Path, data: bytes) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    (blobs / digest).write_bytes(data)
-    return f"sha256:{digest}"
+    @property
+    def blob_digests(self) -> tuple[str, ...]:
+        return (self.config_digest, *self.layer_digests)
+
+
+def _payload(size: int, seed: Optional[bytes], index: int) -> bytes:
+    """Incompressible content: random, or reproducible from `seed`."""
+    if seed is None:
+        return os.urandom(size)
+    stream = bytearray()
+    counter = 0
+    while len(stream) < size:
+        stream += hashlib.sha256(seed + b"/%d/%d" % (index, counter)).digest()
+        counter += 1
+    return bytes(stream[:size])
 
 
 def _layer(name: str, payload: bytes) -> tuple[bytes, str]:
@@ -329,37 +342,48 @@ def _layer(name: str, payload: bytes) -> tuple[bytes, str]:
     return gzip.compress(uncompressed, mtime=0), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
 
 
-def build_oci_layout(directory: Path, tag: str = "v1", layer_sizes: tuple[int, ...] = (16 * 1024, 256 * 1024, 1024 * 1024)) -> OciImage:
-    """An OCI image layout with len(layer_sizes) layers of random content (unique per call)."""
+def build_oci_layout(directory: Path, tag: str = "v1", layer_sizes: tuple[int, ...] = (16 * 1024, 256 * 1024, 1024 * 1024),
+                     seed: Optional[bytes] = None) -> OciImage:
+    """Write a multi-layer image as TAG into an OCI image layout (created, or extended with another tag).
+
+    Layers hold random content, unique per call unless `seed` makes them reproducible."""
     directory = Path(directory)
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
+
+    def put(data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return f"sha256:{digest}"
+
     layers, diff_ids = [], []
     for index, size in enumerate(layer_sizes):
-        compressed, diff_id = _layer(f"data/layer-{index}.bin", os.urandom(size))
-        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                       "digest": _write_blob(blobs, compressed), "size": len(compressed)})
+        compressed, diff_id = _layer(f"data/layer-{index}.bin", _payload(size, seed, index))
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(compressed),
+                       "size": len(compressed)})
         diff_ids.append(diff_id)
     config = json.dumps({
         "architecture": "amd64", "os": "linux",
-        "config": {"Labels": {"org.opencontainers.image.title": "registry-ha smoke test"}},
+        "config": {"Labels": {"org.opencontainers.image.title": "registry-ha test image"}},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }, sort_keys=True).encode()
-    config_digest = _write_blob(blobs, config)
+    config_digest = put(config)
     manifest = json.dumps({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
         "layers": layers,
     }, sort_keys=True).encode()
-    manifest_digest = _write_blob(blobs, manifest)
+    manifest_digest = put(manifest)
     (directory / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    (directory / "index.json").write_text(json.dumps({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
-                       "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": tag}}],
-    }))
-    return OciImage(directory, tag, manifest_digest, [l["digest"] for l in layers], config_digest)
+    index_path = directory / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
+    index["manifests"] = [m for m in index["manifests"]
+                          if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag]
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+                               "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": tag}})
+    index_path.write_text(json.dumps(index))
+    return OciImage(directory, tag, manifest_digest, [l["digest"] for l in layers], config_digest, manifest)
 
 
 def read_oci_layout(directory: Path, tag: str) -> tuple[str, list[str]]:
