@@ -17,8 +17,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: apt-get install ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The sandbox and the tests start their own redis; the distro's service would hold port 6379.
-  if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  # The sandbox and the tests start their own servers; the packages' services would hold
+  # 6379 (redis) and 5000 (docker-registry, the sandbox's LB port).
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now redis-server docker-registry haproxy >/dev/null 2>&1 || true
+  fi
 fi
 
 PY="${BOOTSTRAP_PYTHON:-python3}"
