@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
 
+from registry_ha.imagetools import plain_request as request
+
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -104,19 +106,6 @@ def fetch(url: str, headers: Optional[dict] = None, verify: bool = False, keep_b
         finally:
             conn.close()
     raise PullError(f"more than {follow} redirect(s) from {url}")
-
-
-def request(address: str, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
-            timeout: float = TIMEOUT) -> tuple[int, dict, bytes]:
-    host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        conn.close()
 
 
 # --------------------------------------------------------------------------- images

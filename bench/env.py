@@ -10,7 +10,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import tempfile
 import textwrap
 import time
@@ -196,43 +195,7 @@ class BenchEnv:
         return self.haproxy_variant(name, drop=("retries 1", "option redispatch"))
 
 
-# --------------------------------------------------------------------------- haproxy stats
-
-
-def haproxy_status(sock_path: Path, server: str, backend: str = "replicas") -> str:
-    """`status` column of `show stat` for one server (UP, DOWN, UP 1/2, ...)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(sock_path))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(",")))
-        if row.get("pxname") == backend and row.get("svname") == server:
-            return row["status"]
-    raise RuntimeError(f"{server} not in haproxy stats of {sock_path}")
-
-
-def haproxy_counters(sock_path: Path, backend: str = "replicas") -> dict[str, dict[str, str]]:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(sock_path))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    rows = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(",")))
-        if row.get("pxname") == backend:
-            rows[row["svname"]] = row
-    return rows
+# --------------------------------------------------------------------------- registry logs and config variants
 
 
 ACCESS_LINE = re.compile(r'"(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/[\d.]+" (\d{3})')

@@ -19,7 +19,7 @@ from registry_ha.sandbox import procs
 
 from bench import client
 from bench.client import PullError, build_image, push, pull
-from bench.env import BenchEnv, access_log_requests, haproxy_counters, haproxy_status, set_inmemory_cache, set_storage_redirect
+from bench.env import BenchEnv, access_log_requests, set_inmemory_cache, set_storage_redirect
 from bench.stats import fmt, mb_per_s, median, percentile, ratio
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -282,7 +282,7 @@ def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, vict
             with lock:
                 records.append((start, time.perf_counter(), first_ok, ok, err))
 
-    before_counters = haproxy_counters(sock)
+    before_counters = procs.haproxy_stats(sock)
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(4)]
     for t in threads:
         t.start()
@@ -294,7 +294,7 @@ def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, vict
         killed = time.perf_counter()
         os.kill(pid, signal.SIGKILL)
         while time.perf_counter() - killed < after + 5:
-            if haproxy_status(sock, victim).startswith("DOWN"):
+            if procs.haproxy_server_status(sock, victim).startswith("DOWN"):
                 down_after = time.perf_counter() - killed
                 break
             time.sleep(0.02)
@@ -305,7 +305,7 @@ def _failover_variant(env: BenchEnv, lb: str, sock: Path, repo: str, image, vict
         stop.set()
         for t in threads:
             t.join(30)
-    after_counters = haproxy_counters(sock)
+    after_counters = procs.haproxy_stats(sock)
     # before: pulls that started and finished in the 5 s before the kill; after: every pull the kill
     # could touch, i.e. in flight at the kill or started in the 5 s after it
     win_before = [r for r in records if killed - before <= r[0] and r[1] < killed]
@@ -360,7 +360,7 @@ def _restore(env: BenchEnv, victim: str, socks: list[Path]) -> None:
     assert sb is not None
     sb.start(victim)
     for sock in socks:
-        if not procs.wait_until(lambda: haproxy_status(sock, victim) == "UP", 20, 0.1):
+        if not procs.wait_until(lambda: procs.haproxy_server_status(sock, victim) == "UP", 20, 0.1):
             raise RuntimeError(f"{victim} not UP again in {sock.name}")
 
 
@@ -375,7 +375,7 @@ def measure_failover(env: BenchEnv, quick: bool) -> dict:
     chosen_sock = sb.state_dir / "lb.sock"
     socks = [chosen_sock, default_sock]
     for sock in socks:
-        procs.wait_until(lambda: all(haproxy_status(sock, n) == "UP" for n in sb.replica_names()), 20, 0.1)
+        procs.wait_until(lambda: all(procs.haproxy_server_status(sock, n) == "UP" for n in sb.replica_names()), 20, 0.1)
     rounds = 1 if quick else 2
     runs: dict[str, list[dict]] = {"chosen": [], "default": []}
     try:

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import gzip
 import hashlib
+import http.client
 import io
 import ipaddress
 import json
@@ -241,6 +242,21 @@ def http_request(url: str, method: str = "GET", headers: Optional[dict] = None, 
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers or {}), exc.read() if exc.fp else b""
+
+
+def plain_request(address: str, method: str, path: str, body: Optional[bytes] = None,
+                  headers: Optional[dict] = None, timeout: float = 30.0) -> tuple[int, dict, bytes]:
+    """(status, lower-cased headers, body) of one plain-HTTP request to HOST:PORT over http.client:
+    no proxy from the environment, no redirects followed, no credentials (tests and benchmarks)."""
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
 
 
 def probe_v2(address: str, timeout: float = 3.0, access: Optional[RegistryAccess] = None) -> Probe:

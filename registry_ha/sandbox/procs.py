@@ -163,6 +163,29 @@ def redis_ping(address: str, password: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def haproxy_stats(sock_path: Path, backend: str = "replicas") -> dict[str, dict[str, str]]:
+    """`show stat` rows of one haproxy backend from its admin socket: server name -> CSV columns."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(str(sock_path))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = (dict(zip(header, line.split(","))) for line in lines[1:])
+    return {row["svname"]: row for row in rows if row.get("pxname") == backend}
+
+
+def haproxy_server_status(sock_path: Path, server: str, backend: str = "replicas") -> str:
+    """`status` of one server (UP, DOWN, UP 1/2, ...)."""
+    rows = haproxy_stats(sock_path, backend)
+    if server not in rows:
+        raise RuntimeError(f"{server} not in haproxy stats of {sock_path}")
+    return rows[server]["status"]
+
+
 def wait_until(check, timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while True:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from registry_ha.imagetools import OciImage, build_oci_layout
+from registry_ha.imagetools import plain_request as request
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
@@ -60,19 +60,6 @@ def assert_dir_matches(dest: Path, image: OciImage) -> None:
 
 
 # --------------------------------------------------------------------------- raw HTTP (no proxies)
-
-
-def request(address: str, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None, timeout: float = 30):
-    """(status, headers, body) of one plain-HTTP request to host:port."""
-    host, _, port = address.rpartition(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
-        data = resp.read()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        conn.close()
 
 
 def get_manifest(address: str, repo: str, ref: str):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import threading
 import time
 
@@ -21,20 +20,7 @@ VICTIM = "registry-2"
 
 
 def lb_server_status(sandbox, server: str) -> str:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(sandbox.state_dir / "lb.sock"))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(",")))
-        if row.get("pxname") == "replicas" and row.get("svname") == server:
-            return row["status"]
-    raise AssertionError(f"{server} not in haproxy stats")
+    return procs.haproxy_server_status(sandbox.state_dir / "lb.sock", server)
 
 
 def requests_served(address: str) -> int:
