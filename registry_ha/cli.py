@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # command -> "module:function"; the function takes the remaining arguments and returns the exit code
@@ -17,13 +18,16 @@ COMMANDS = {
 USAGE = """\
 usage: deploy-registry-ha.sh COMMAND [ARGS]
 
-  deploy   <staging|production> [--yes]      preview, confirm, pulumi up, print addresses
-  preview  <staging|production>              pulumi preview --diff (with the policy pack)
-  rollback <staging|production> [--to N]     re-deploy the code of an earlier successful update
-  history  <staging|production>              the stack's update history
-  render   <staging|production> [--out DIR] [--show-secrets]
+  deploy   STACK [--yes]                     preview, confirm, pulumi up, print addresses
+  preview  STACK                             pulumi preview --diff (with the policy pack)
+  rollback STACK [--to N]                    re-deploy the code of an earlier successful update
+  history  STACK                             the stack's update history
+  render   STACK [--out DIR] [--show-secrets]
                                              manifests and AWS inputs, offline (no cloud, no CLI)
   local    up|down|status [--json] [...]     the HA topology as local processes on 127.0.0.1
+
+STACK is any stack with a Pulumi.<STACK>.yaml (staging, production, ...).
+Exit codes: 0 done, 1 a runtime failure, 2 bad arguments or bad stack config.
 """
 
 
@@ -38,7 +42,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}\n\n{USAGE}")
         return 2
     module_name, function_name = target.split(":")
-    return getattr(importlib.import_module(module_name), function_name)(rest)
+    try:
+        code = getattr(importlib.import_module(module_name), function_name)(rest)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # `... status --json | head`: the reader left; not an error, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

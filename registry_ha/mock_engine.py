@@ -8,14 +8,12 @@ can only be decrypted by the stack's secrets provider).
 from __future__ import annotations
 
 import hashlib
-import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pulumi
-import yaml
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
@@ -23,13 +21,13 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from registry_ha.iam import to_policy_json
-from registry_ha.settings import PROJECT, STACKS, SettingsError
+from registry_ha.settings import PROJECT
+from registry_ha.stacks import SECURE_PLACEHOLDER, read_stack_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = REPO_ROOT / "__main__.py"
 ACCOUNT_ID = "123456789012"
 MOCK_LB_IP = "192.0.2.10"  # TEST-NET-1: a documentation address, never a real host
-SECURE_PLACEHOLDER = "mock-secure-value"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
@@ -171,46 +169,9 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-def _config_string(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return json.dumps(value)
-
-
 def load_stack_config(stack: str, repo_root: Path = REPO_ROOT) -> tuple[dict[str, str], set[str]]:
     """`config:` of Pulumi.<stack>.yaml as the CLI hands it to the program: (values, secret keys)."""
-    if stack not in STACKS:
-        raise SettingsError(f"stack {stack!r}: allowed stacks are {', '.join(STACKS)}")
-    path = repo_root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        return {}, set()
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise SettingsError(f"{path.name}:{where}: not valid YAML") from None
-    if not isinstance(document, dict):
-        raise SettingsError(f"{path.name}: must be a map with a `config:` map (got a {type(document).__name__})")
-    config = document.get("config") or {}
-    if not isinstance(config, dict):
-        raise SettingsError(f"{path.name}: `config:` must be a map of key: value (got a {type(config).__name__})")
-    values: dict[str, str] = {}
-    secret_keys: set[str] = set()
-    for key, value in config.items():
-        full_key = key if ":" in str(key) else f"{PROJECT}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            values[full_key] = SECURE_PLACEHOLDER
-            secret_keys.add(full_key)
-        elif isinstance(value, dict) and "value" in value and len(value) == 1:
-            values[full_key] = _config_string(value["value"])
-        else:
-            values[full_key] = _config_string(value)
-    return values, secret_keys
+    return read_stack_file(stack, repo_root)
 
 
 def run_program(

@@ -27,7 +27,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from registry_ha.settings import STACKS
+from registry_ha.settings import SettingsError
+from registry_ha.stacks import check_no_collision, read_stack_file, unknown_provider_keys
+from registry_ha.validators import STACK_NAME_RULE, is_stack_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = "policy"
@@ -57,14 +59,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _stack_arg(value: str) -> str:
-    if value not in STACKS:
-        raise argparse.ArgumentTypeError(f"unknown stack {value!r}; allowed: {', '.join(STACKS)}")
+    if not is_stack_name(value):
+        raise argparse.ArgumentTypeError(f"stack {value!r}: a stack name of {STACK_NAME_RULE}")
     return value
 
 
 def _parser(command: str, description: str) -> _Parser:
     parser = _Parser(prog=f"deploy-registry-ha.sh {command}", description=description)
-    parser.add_argument("stack", type=_stack_arg, help=" | ".join(STACKS))
+    parser.add_argument("stack", type=_stack_arg, help="a stack with a Pulumi.<stack>.yaml (staging, production, ...)")
     return parser
 
 
@@ -112,12 +114,24 @@ def _pulumi_json(args: list[str], cwd: Path, what: str) -> Any:
         raise OpsError(f"`pulumi {' '.join(args)}` did not return JSON ({what})") from None
 
 
+def check_stack_file(stack: str, cwd: Path) -> None:
+    """The stack file exists, does not collide with another stack on its cluster; provider-key typos warned."""
+    try:
+        config, _ = read_stack_file(stack, cwd)
+        for warning in unknown_provider_keys(config):
+            sys.stderr.write(f"warning: {warning}\n")
+        check_no_collision(stack, cwd)
+    except SettingsError as exc:
+        raise OpsError(str(exc), code=2) from None
+
+
 def check_ready(stack: str, cwd: Optional[Path] = None) -> str:
     """CLI present, backend logged in, project and stack present. Returns the backend URL (or '')."""
     cwd = cwd or project_dir()
     pulumi_binary()
     if not (cwd / "Pulumi.yaml").is_file():
         raise OpsError(f"no Pulumi.yaml in {cwd}; run from the registry-ha checkout or set REGISTRY_HA_PROJECT_DIR")
+    check_stack_file(stack, cwd)
     who = _pulumi(["whoami", "--verbose", "--non-interactive"], cwd, capture=True)
     if who.returncode != 0:
         raise OpsError(f"no Pulumi backend is logged in (`pulumi whoami` failed); {LOGIN_HINT}")

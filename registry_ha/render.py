@@ -16,12 +16,13 @@ from pathlib import Path
 import yaml
 
 from registry_ha.mock_engine import REPO_ROOT, ProgramRun, normalize, redact_secrets, run_program, unwrap_secrets
-from registry_ha.settings import STACKS, SettingsError
+from registry_ha.settings import SettingsError
+from registry_ha.stacks import check_no_collision, read_stack_file, unknown_provider_keys
 
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: render: {message}\nusage: deploy-registry-ha.sh render <staging|production> [--out DIR] [--show-secrets]\n")
+        self.exit(2, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
 
 
 def render_documents(run: ProgramRun, show_secrets: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -70,15 +71,16 @@ def write_render(run: ProgramRun, out: Path, show_secrets: bool = False) -> list
 
 def main(argv: list[str]) -> int:
     parser = _ArgumentParser(prog="deploy-registry-ha.sh render", add_help=True)
-    parser.add_argument("stack", help="staging or production")
+    parser.add_argument("stack", help="a stack with a Pulumi.<stack>.yaml (staging, production, ...)")
     parser.add_argument("--out", type=Path, help="output directory (default build/<stack>)")
     parser.add_argument("--show-secrets", action="store_true", help="write the mock secret values instead of [secret]")
     args = parser.parse_args(argv)
-    if args.stack not in STACKS:
-        sys.stderr.write(f"error: render: unknown stack {args.stack!r}; allowed: {', '.join(STACKS)}\n")
-        return 2
     out = args.out or REPO_ROOT / "build" / args.stack
     try:
+        config, _ = read_stack_file(args.stack)
+        for warning in unknown_provider_keys(config):
+            sys.stderr.write(f"warning: {warning}\n")
+        check_no_collision(args.stack)
         run = run_program(args.stack)
     except SettingsError as error:
         sys.stderr.write(f"error: {error}\n")

@@ -5,6 +5,11 @@ if [ -n "${REGISTRY_HA_PYTHON:-}" ]; then
 elif [ -x "$REPO_ROOT/.venv/bin/python" ]; then
   PYTHON="$REPO_ROOT/.venv/bin/python"
 else
-  PYTHON="$(command -v python3)"
+  echo "error: no project virtualenv in $REPO_ROOT/.venv; run ./scripts/bootstrap.sh first" >&2
+  exit 1
+fi
+if ! "$PYTHON" -c "import pulumi, yaml" 2>/dev/null; then
+  echo "error: $PYTHON lacks the project's packages (pulumi, pyyaml); run ./scripts/bootstrap.sh first" >&2
+  exit 1
 fi
 export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"

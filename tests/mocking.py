@@ -30,3 +30,13 @@ def registered(monitor: RecordingMonitor, *resources: pulumi.Resource) -> pulumi
         return [normalize(unwrap_secrets(by_urn[urn].inputs)) for urn in urns]
 
     return pulumi.Output.all(*[r.urn for r in resources]).apply(lookup)
+
+
+def settings_for(stack: str = "staging", **values):
+    """Settings of a shipped stack (its Pulumi.<stack>.yaml), with `values` set on top."""
+    from registry_ha.settings import load_settings
+    from registry_ha.stacks import read_stack_file
+
+    config, secret_keys = read_stack_file(stack)
+    config.update({f"{PROJECT}:{k}": v for k, v in values.items()})
+    return load_settings(config, stack, secret_keys, aws_region=config.get("aws:region"))

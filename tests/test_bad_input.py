@@ -51,7 +51,7 @@ BAD_CONFIGS = [
     ("encryption-aes", "staging", {"encryption": "aes"}, (), "registry-ha:encryption: one of sse-s3, sse-kms (got 'aes')"),
     ("lb-provider-do", "staging", {"loadBalancerProvider": "digitalocean"}, (),
      "registry-ha:loadBalancerProvider: one of aws, gcp, azure, metallb, none (got 'digitalocean')"),
-    ("schema-v4", "staging", {"configSchema": "v4"}, (), "registry-ha:configSchema: v2 or v3 (got 'v4')"),
+    ("schema-v4", "staging", {"configSchema": "v4"}, (), "registry-ha:configSchema: one of v2, v3 (got 'v4')"),
     ("schema-contradicts-tag", "staging", {"configSchema": "v2"}, (),
      "registry-ha:configSchema: v3 for image registry:3.1.1, or unset (the tag tells) (got 'v2')"),
     # malformed hostnames and addresses
@@ -119,7 +119,7 @@ BAD_CONFIGS = [
     # unknown keys (typos)
     ("typo-replcas", "staging", {"replcas": "3"}, (), "registry-ha:replcas: unknown config key; did you mean replicas?"),
     ("typo-case", "production", {"NodePort": "30500"}, (), "registry-ha:NodePort: unknown config key; did you mean nodePort?"),
-    ("unknown-key", "staging", {"enableTurbo": "true"}, (), "registry-ha:enableTurbo: unknown config key; see the README's config reference"),
+    ("unknown-key", "staging", {"enableTurbo": "true"}, (), "registry-ha:enableTurbo: unknown config key; see docs/configuration.md"),
     # things that would break the cluster or the design
     ("namespace-kube-system", "staging", {"namespace": "kube-system"}, (),
      "registry-ha:namespace: a namespace of its own, not default or kube-* (got 'kube-system')"),
@@ -324,7 +324,8 @@ def test_render_cli_with_a_good_stack_file_works_in_the_copy(repo_copy):
 @pytest.mark.parametrize(
     "args, first_line",
     [
-        (("dev",), "error: render: unknown stack 'dev'; allowed: staging, production"),
+        (("dev",), "error: stack 'dev': no Pulumi.dev.yaml in {repo} (stack files: Pulumi.production.yaml, "
+                   "Pulumi.staging.yaml); create it with `pulumi stack init dev` and set its config"),
         (("staging", "--bogus"), "error: render: unrecognized arguments: --bogus"),
         ((), "error: render: the following arguments are required: stack"),
     ],
@@ -334,6 +335,6 @@ def test_render_cli_with_bad_arguments(repo_copy, args, first_line):
     proc = render(repo_copy, *args)
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
-    assert lines[0] == first_line
+    assert lines[0] == first_line.format(repo=repo_copy)
     assert all(line.startswith(("error:", "usage:")) for line in lines), lines
     assert "Traceback" not in proc.stderr

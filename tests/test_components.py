@@ -13,13 +13,9 @@ from components.redis import RedisCache, RedisCacheArgs
 from components.registry import Registry, RegistryArgs
 from components.storage import RegistryStorage, RegistryStorageArgs
 from registry_ha.settings import load_settings
-from tests.mocking import registered, use_mocks
+from tests.mocking import registered, settings_for, use_mocks
 
 KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/0000-given"
-
-
-def settings_for(stack="staging", **values):
-    return load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
 
 
 @pytest.fixture
@@ -164,7 +160,6 @@ def registry_args(settings, role="private"):
         bucket_name="bucket-1",
         access_key_id="AKIAEXAMPLE",
         secret_access_key=pulumi.Output.secret("s3-secret"),
-        kms_key_arn=None,
         redis_address="registry-redis.registry.svc:6379",
         redis_password=pulumi.Output.secret("redis-password"),
     )
@@ -297,12 +292,21 @@ def test_mirror_is_a_separate_proxy_workload(monitor):
     def check(args):
         secret, deployment, service = args
         config = yaml.safe_load(secret["stringData"]["config.yml"])
+        # proxy.exec (no upstream contact at startup): the helper prints the credentials from its file
         assert config["proxy"] == {
             "remoteurl": "https://registry-1.docker.io",
-            "username": "neuralhive",
-            "password": "dckr_pat_x",
+            "exec": {"command": "/etc/distribution/credential-helper"},
             "ttl": "168h",
         }
+        assert json.loads(secret["stringData"]["upstream-credentials.json"]) == {"Username": "neuralhive", "Secret": "dckr_pat_x"}
+        assert "dckr_pat_x" not in secret["stringData"]["credential-helper"]
+        assert "registry-1.docker.io|docker.io|*.docker.io)" in secret["stringData"]["credential-helper"]
+        volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+        assert volume["secret"]["items"] == [
+            {"key": "config.yml", "path": "config.yml", "mode": 0o440},
+            {"key": "credential-helper", "path": "credential-helper", "mode": 0o550},
+            {"key": "upstream-credentials.json", "path": "upstream-credentials.json", "mode": 0o440},
+        ]
         assert config["redis"]["db"] == 1
         assert config["storage"]["s3"]["rootdirectory"] == "/dockerhub-cache"
         assert secret["metadata"]["name"] == "docker-registry-mirror-config"

@@ -26,15 +26,11 @@ from registry_ha.registry_config import (
     pod_security_paths,
 )
 from registry_ha.settings import KEYS_BY_NAME, load_settings
-from tests.mocking import registered, use_mocks
+from tests.mocking import registered, settings_for, use_mocks
 
 ENDPOINTS = Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:6379")
 CREDENTIALS = Credentials("h" * 48, "r" * 40, "AKIA1", "s" * 40)
 HARDENED = {"authEnabled": "true", "authUsers": '["ci", "ops"]', "tlsSecretName": "registry-tls"}
-
-
-def settings_for(stack="staging", **values):
-    return load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
 
 
 # --------------------------------------------------------------------------- settings
@@ -44,7 +40,7 @@ def settings_for(stack="staging", **values):
 def test_off_by_default(stack):
     access = settings_for(stack).access
     assert (access.auth_enabled, access.auth_users, access.tls_secret_name, access.tls) == (False, (), None, False)
-    assert KEYS_BY_NAME["authUsers"].default == ["ci"]
+    assert KEYS_BY_NAME["authUsers"].default == ("ci",)
 
 
 def test_each_key_turns_on_its_part():
@@ -98,8 +94,7 @@ def test_htpasswd_file_is_user_colon_bcrypt():
 def registry_args(settings, role="private"):
     return RegistryArgs(
         settings=settings, role=role, namespace="registry", bucket_name="bucket-1", access_key_id="AKIA1",
-        secret_access_key=pulumi.Output.secret("s" * 40), kms_key_arn=None,
-        redis_address="registry-redis.registry.svc:6379", redis_password=pulumi.Output.secret("r" * 40),
+        secret_access_key=pulumi.Output.secret("s" * 40),        redis_address="registry-redis.registry.svc:6379", redis_password=pulumi.Output.secret("r" * 40),
     )
 
 
@@ -147,7 +142,7 @@ def test_cache_stays_open_plain_http_with_both_keys_on():
 
     def check(args):
         secret, deployment = args
-        assert set(secret["stringData"]) == {"config.yml"}
+        assert set(secret["stringData"]) == {"config.yml", "credential-helper"}  # no htpasswd
         config = yaml.safe_load(secret["stringData"]["config.yml"])
         assert "auth" not in config and "tls" not in config["http"]
         (container,) = deployment["spec"]["template"]["spec"]["containers"]

@@ -35,12 +35,12 @@ def project(tmp_path, monkeypatch):
     git(repo, "config", "user.email", "t@example.com")
     git(repo, "config", "user.name", "t")
     (repo / "Pulumi.yaml").write_text("name: registry-ha\nruntime: python\n")
-    (repo / "Pulumi.staging.yaml").write_text("config:\n  registry-ha:replicas: \"3\"\n")
-    (repo / "Pulumi.production.yaml").write_text("config: {}\n")
+    (repo / "Pulumi.staging.yaml").write_text("config:\n  kubernetes:context: s\n  registry-ha:replicas: \"3\"\n")
+    (repo / "Pulumi.production.yaml").write_text("config:\n  kubernetes:context: p\n")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "good")
     good = git(repo, "rev-parse", "HEAD")
-    (repo / "Pulumi.staging.yaml").write_text("config:\n  registry-ha:replicas: \"1\"\n")
+    (repo / "Pulumi.staging.yaml").write_text("config:\n  kubernetes:context: s\n  registry-ha:replicas: \"1\"\n")
     git(repo, "commit", "-q", "-am", "bad")
     bad = git(repo, "rev-parse", "HEAD")
 
@@ -213,10 +213,10 @@ def test_no_pulumi_yaml(project, capsys):
     "fn,argv,expected",
     [
         (pulumi_ops.deploy_main, [], "the following arguments are required: stack"),
-        (pulumi_ops.deploy_main, ["dev"], "unknown stack 'dev'; allowed: staging, production"),
+        (pulumi_ops.deploy_main, ["Dev_1"], "stack 'Dev_1': a stack name of 1-15 lowercase letters"),
         (pulumi_ops.preview_main, ["staging", "extra"], "unrecognized arguments: extra"),
         (pulumi_ops.rollback_main, ["staging", "--to", "x"], "invalid int value"),
-        (pulumi_ops.history_main, ["qa"], "unknown stack 'qa'"),
+        (pulumi_ops.history_main, ["qa/../x"], "stack 'qa/../x': a stack name of"),
         (pulumi_ops.deploy_main, ["staging", "--force"], "unrecognized arguments: --force"),
     ],
 )
@@ -227,9 +227,18 @@ def test_usage_errors_exit_2_without_calling_pulumi(project, capsys, fn, argv, e
     assert project.calls() == []
 
 
+@pytest.mark.parametrize("fn", [pulumi_ops.deploy_main, pulumi_ops.preview_main, pulumi_ops.history_main])
+def test_a_stack_without_a_stack_file_lists_the_stack_files(project, capsys, fn):
+    assert fn(["qa"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: stack 'qa': no Pulumi.qa.yaml in ") and err.count("\n") == 1
+    assert "(stack files: Pulumi.production.yaml, Pulumi.staging.yaml)" in err
+    assert project.calls() == []
+
+
 def test_script_entry_point_unknown_command_and_stack(project):
     script = REPO_ROOT / "scripts" / "deploy-registry-ha.sh"
-    for args, expected in ((["frobnicate"], "unknown command"), (["deploy", "qa"], "unknown stack 'qa'"), ([], "usage")):
+    for args, expected in ((["frobnicate"], "unknown command"), (["deploy", "qa"], "stack 'qa': no Pulumi.qa.yaml"), ([], "usage")):
         proc = subprocess.run([str(script), *args], capture_output=True, text=True, env=os.environ)
         assert proc.returncode == 2, (args, proc.stderr)
         assert expected in proc.stdout + proc.stderr

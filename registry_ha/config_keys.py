@@ -1,0 +1,337 @@
+"""Every stack config key of the program, with its type, default, help and validation.
+
+Adding a key is one `Key(...)` entry (and, when its value depends on another key, one
+rule in RULES). Defaults never depend on the stack's name: every difference between
+stacks is written in that stack's `Pulumi.<stack>.yaml`.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+from registry_ha import validators as v
+
+REGISTRY_PORT = 5000
+DEBUG_PORT = 5001
+REDIS_PORT = 6379
+
+LB_PROVIDERS = ("aws", "gcp", "azure", "metallb", "none")
+ANTI_AFFINITY_MODES = ("required", "preferred")
+ENCRYPTION_MODES = ("sse-s3", "sse-kms")
+LOG_LEVELS = ("error", "warn", "info", "debug")
+SCHEMAS = ("v2", "v3")
+# Labelling one of these `enforce: restricted` and putting a default-deny policy in it breaks the cluster.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MAX_AUTH_USERS = 20
+
+# A check takes the value and returns None when it is fine, else what is allowed, or (what is
+# allowed, the part of the value to show) for a list with one bad item.
+Check = Callable[[Any], Optional[str | tuple[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    kind: str  # str | int | bool | list
+    default: Any
+    help: str
+    check: Optional[Check] = None  # not called for an unset optional key (value None)
+    secret: bool = False
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else f"one of {', '.join(choices)}"
+
+
+def between(low: int, high: int) -> Check:
+    return lambda value: None if low <= value <= high else f"an integer from {low} to {high}"
+
+
+def matches(pattern, allowed: str) -> Check:
+    return lambda value: None if pattern.match(value) else allowed
+
+
+def duration_at_least(seconds: float, allowed: str) -> Check:
+    return lambda value: None if v.DURATION.match(value) and v.duration_seconds(value) >= seconds else allowed
+
+
+def non_empty(check: Optional[Check] = None) -> Check:
+    """An optional string key: unset is fine, an empty string is a mistake."""
+
+    def run(value: str) -> Optional[str]:
+        if value.strip() == "":
+            return "a non-empty value, or leave it unset"
+        return check(value) if check else None
+
+    return run
+
+
+def dns_label(what: str = "a DNS label: lowercase letters, digits and '-', at most 63") -> Check:
+    return lambda value: None if v.is_dns_label(value) else what
+
+
+def cidr_list(value: tuple[str, ...]):
+    bad = [c for c in value if not v.is_cidr(c)]
+    return ("CIDR blocks such as 10.0.0.0/8", bad[0]) if bad else None
+
+
+def cpu(example: str) -> Check:
+    return matches(v.QUANTITY_CPU, f"a CPU quantity such as {example}")
+
+
+def memory(example: str) -> Check:
+    return matches(v.QUANTITY_MEM, f"a memory quantity such as {example}")
+
+
+def namespace_name(value: str) -> Optional[str]:
+    if not v.is_dns_label(value):
+        return "a DNS label: lowercase letters, digits and '-', at most 63"
+    if value in RESERVED_NAMESPACES or value.startswith("kube-"):
+        return "a namespace of its own, not default or kube-*"
+    return None
+
+
+def hostname(value: str) -> Optional[str]:
+    return None if v.is_hostname(value) else "a DNS hostname such as registry.neural-hive.local"
+
+
+def pinned_image(example: str) -> Check:
+    def run(value: str) -> Optional[str]:
+        if not v.IMAGE.match(value):
+            return f"an image reference such as {example}"
+        if not v.image_is_pinned(value):
+            return "an image pinned to a tag other than latest, or a digest"
+        return None
+
+    return run
+
+
+def bucket_name(value: str) -> Optional[str]:
+    problem = v.bucket_name_problem(value)
+    return f"an S3 bucket name: {problem}" if problem else None
+
+
+def kms_arn(value: str) -> Optional[str]:
+    return None if v.KMS_ARN.match(value) else "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>"
+
+
+def private_ip(value: str) -> Optional[str]:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return "an IP address"
+    return None if ip.is_private else "a private (internal) IP address"
+
+
+def node_address(value: str) -> Optional[str]:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return None if v.is_hostname(value) else "an IP address or hostname of a node"
+    if ip.is_unspecified or ip.is_loopback or ip.is_multicast:
+        return "the address of a node clients can reach (not 0.0.0.0, loopback or multicast)"
+    return None
+
+
+def auth_users(value: tuple[str, ...]):
+    if len(value) > MAX_AUTH_USERS:
+        return f"at most {MAX_AUTH_USERS} user names", list(value)
+    bad = [user for user in value if not v.AUTH_USER.match(user)]
+    if bad:
+        return "user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit", bad[0]
+    repeated = sorted({user for user in value if value.count(user) > 1})
+    return ("distinct user names", repeated[0]) if repeated else None
+
+
+def secret_name(value: str) -> Optional[str]:
+    if len(value) > 253 or not v.DNS_SUBDOMAIN.match(value):
+        return "a Secret name: lowercase letters, digits, '-' and '.', at most 253"
+    return None
+
+
+# --------------------------------------------------------------------------- the keys
+
+KEYS: tuple[Key, ...] = (
+    Key("namespace", "str", "registry", "Kubernetes namespace for every object.", namespace_name),
+    Key("hostname", "str", "registry.neural-hive.local", "DNS name clients use; the address is <hostname>:5000.", hostname),
+    Key("image", "str", "registry:3.1.1", "Distribution image for the private registry and the cache, pinned.", pinned_image("registry:3.1.1")),
+    Key("configSchema", "str", None, "v2|v3; only needed when the image tag does not tell (a digest, a mirror).", one_of(*SCHEMAS)),
+    Key("replicas", "int", 3, "Private registry replicas.", between(1, 50)),
+    Key("antiAffinity", "str", "preferred", "required|preferred pod anti-affinity on kubernetes.io/hostname.", one_of(*ANTI_AFFINITY_MODES)),
+    Key("zoneSpread", "bool", False, "Also spread replicas across topology.kubernetes.io/zone."),
+    Key("registryCpuRequest", "str", "100m", "Registry container CPU request.", cpu("250m or 1")),
+    Key("registryMemoryRequest", "str", "256Mi", "Registry container memory request.", memory("512Mi")),
+    Key("registryMemoryLimit", "str", "512Mi", "Registry container memory limit.", memory("1Gi")),
+    Key("preStopSeconds", "int", 10, "Delay before the registry gets SIGTERM, so endpoints drain first.", between(0, 120)),
+    Key("logLevel", "str", "info", "error|warn|info|debug.", one_of(*LOG_LEVELS)),
+    Key("storageRedirect", "bool", False, "true: clients fetch blobs from S3 by pre-signed redirect (they must reach S3)."),
+    # Shorter than an upload can take would purge uploads still in progress.
+    Key("uploadPurgeAge", "str", "168h", "Abandoned uploads older than this are purged.", duration_at_least(3600, "a duration of at least 1h such as 168h")),
+    Key("serviceName", "str", "docker-registry", "Name of the LoadBalancer Service (`kubectl get svc docker-registry`).", dns_label()),
+    Key("bucketName", "str", None, "S3 bucket name; unset: auto-named from neural-hive-registry-<stack>-.", bucket_name),
+    Key("encryption", "str", "sse-s3", "sse-s3 (AES256) or sse-kms.", one_of(*ENCRYPTION_MODES)),
+    Key("kmsKeyArn", "str", None, "KMS key ARN for sse-kms; unset with sse-kms: the program creates a key with rotation.", non_empty(kms_arn)),
+    Key("bucketVersioning", "bool", False, "Keep previous object versions (recovery from bad deletes)."),
+    Key("noncurrentVersionDays", "int", 30, "Expire previous object versions after this many days.", between(1, 3650)),
+    Key("abortMultipartDays", "int", 3, "Abort incomplete multipart uploads after this many days.", between(1, 365)),
+    Key("forceDestroy", "bool", False, "Allow `pulumi destroy` to delete a non-empty bucket."),
+    Key("s3Endpoint", "str", None, "S3-compatible endpoint URL (MinIO, Ceph) instead of AWS.", non_empty(matches(v.HTTP_URL, "an http(s) URL such as https://minio.internal:9000"))),
+    Key("redisImage", "str", "redis:7.4.2-alpine", "Redis image, pinned.", pinned_image("redis:7.4.2-alpine")),
+    Key("redisMaxMemory", "str", "128mb", "Redis maxmemory; eviction is allkeys-lru.", matches(v.REDIS_MEM, "a Redis size such as 256mb")),
+    Key("redisCpuRequest", "str", "50m", "Redis CPU request.", cpu("50m")),
+    Key("redisMemoryRequest", "str", "192Mi", "Redis memory request.", memory("320Mi")),
+    Key("redisMemoryLimit", "str", "256Mi", "Redis memory limit (above maxmemory).", memory("384Mi")),
+    # 0 means no timeout: a hung Redis would stall every pull.
+    Key("redisTimeout", "str", "100ms", "Registry dial/read/write timeout towards Redis: a hung Redis costs at most this.", duration_at_least(0.001, "a Go duration above 0 such as 100ms")),
+    Key("mirrorEnabled", "bool", True, "Deploy the Docker Hub pull-through cache."),
+    Key("mirrorRemoteUrl", "str", "https://registry-1.docker.io", "Upstream of the pull-through cache.", matches(v.REGISTRY_ROOT_URL, "a registry root URL such as https://registry-1.docker.io")),
+    Key("mirrorReplicas", "int", 1, "Cache replicas (its expiry state is one shared file: keep 1).", between(1, 10)),
+    Key("mirrorTtl", "str", "168h", "How long cached content is kept (v3 images; 2.8 is fixed at 168h).", matches(v.DURATION, "a duration such as 168h")),
+    Key("mirrorServiceName", "str", "docker-registry-mirror", "Name of the cache Service.", dns_label()),
+    Key("dockerHubUsername", "str", None, "Docker Hub user for the cache (raises the pull-rate limit).", non_empty(matches(v.USERNAME, "a registry user name: no spaces, no ':'"))),
+    Key("dockerHubPassword", "str", None, "Docker Hub token; set with `pulumi config set --secret`.", non_empty(), secret=True),
+    Key("loadBalancerProvider", "str", "metallb", "aws|gcp|azure|metallb|none: which internal-LB annotations to set.", one_of(*LB_PROVIDERS)),
+    Key("loadBalancerIP", "str", None, "Fixed internal IP for the LoadBalancer (metallb, or a reserved IP).", non_empty(private_ip)),
+    Key("loadBalancerSourceRanges", "list", (), "CIDRs allowed through the LoadBalancer (empty: no restriction there).", cidr_list),
+    Key("metallbAddressPool", "str", "internal", "MetalLB pool the LoadBalancer IP comes from; it must hold internal addresses only.", non_empty(dns_label("a MetalLB pool name (DNS label)"))),
+    Key("nodePort", "int", 30500, "NodePort of the registry: the secondary address <node>:30500.", between(30000, 32767)),
+    Key("mirrorNodePort", "int", None, "Optional NodePort for the cache (unset: ClusterIP only).", between(30000, 32767)),
+    Key("nodeAddress", "str", "37.60.241.150", "Node IP in the secondary address (REGISTRY_SECONDARY).", node_address),
+    Key("clientCidrs", "list", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"), "Non-pod sources allowed to reach :5000 (nodes, LB, VPN).", cidr_list),
+    Key("monitoringNamespace", "str", "monitoring", "Namespace whose pods may scrape :5001.", dns_label("a namespace name (DNS label)")),
+    Key("serviceMonitor", "bool", False, "Create a Prometheus-operator ServiceMonitor (needs its CRD)."),
+    Key("authEnabled", "bool", False, "Require htpasswd (basic) auth on the private registry; passwords from pulumi-random, exported as the secret output registryCredentials. Every user may push, pull and delete."),
+    Key("authUsers", "list", ("ci",), "User names for authEnabled (a-z, 0-9, '.', '_', '-'); one generated password each.", auth_users),
+    Key("tlsSecretName", "str", None, "Existing kubernetes.io/tls Secret in the namespace (e.g. from cert-manager); set: the private registry serves HTTPS on :5000.", non_empty(secret_name)),
+)
+KEYS_BY_NAME = {k.name: k for k in KEYS}
+
+
+# --------------------------------------------------------------------------- rules across keys
+
+# A rule looks at the resolved values (`values`, defaults filled in) and the names the stack set
+# (`given`); it returns (key, what is allowed, the value shown) for the first problem, or None.
+Problem = tuple[str, str, Any]
+Rule = Callable[[Mapping[str, Any], set], Optional[Problem]]
+
+
+def _schema_matches_image(values, given) -> Optional[Problem]:
+    image, schema = values["image"], values["configSchema"]
+    told = v.image_schema(image)
+    if schema is None and told is None:
+        return "image", "a registry:3.x or registry:2.8.x tag, or set configSchema to v2 or v3", image
+    if schema is not None and told not in (None, schema):
+        return "configSchema", f"{told} for image {image}, or unset (the tag tells)", schema
+    return None
+
+
+def _distinct_service_names(values, given) -> Optional[Problem]:
+    if values["serviceName"] == values["mirrorServiceName"]:
+        return "mirrorServiceName", "a name different from serviceName", values["mirrorServiceName"]
+    return None
+
+
+def _memory_within_limit(request_key: str, limit_key: str) -> Rule:
+    # The API server rejects a request above the limit, and a 0 limit would OOM-kill at once.
+    def rule(values, given) -> Optional[Problem]:
+        request, limit = v.memory_bytes(values[request_key]), v.memory_bytes(values[limit_key])
+        if limit == 0:
+            return limit_key, "a memory quantity above 0 such as 512Mi", values[limit_key]
+        if request > limit:
+            return request_key, f"at most {limit_key} ({values[limit_key]})", values[request_key]
+        return None
+
+    return rule
+
+
+def _redis_maxmemory_below_limit(values, given) -> Optional[Problem]:
+    # maxmemory 0 is unlimited; at or above the container limit Redis is OOM-killed before it evicts.
+    if not 0 < v.redis_bytes(values["redisMaxMemory"]) < v.memory_bytes(values["redisMemoryLimit"]):
+        limit = values["redisMemoryLimit"]
+        return "redisMaxMemory", f"a Redis size above 0 and below redisMemoryLimit ({limit})", values["redisMaxMemory"]
+    return None
+
+
+def _kms_key_fits(values, given) -> Optional[Problem]:
+    arn = values["kmsKeyArn"]
+    if arn is None:
+        return None
+    if values["encryption"] != "sse-kms":
+        return "kmsKeyArn", "only with encryption: sse-kms", arn
+    region = values["aws:region"]
+    if v.KMS_ARN.match(arn).group("region") != region:
+        return "kmsKeyArn", f"a key in the bucket's region {region} (S3 cannot use another region's key)", arn
+    return None
+
+
+def _docker_hub_credentials_together(values, given) -> Optional[Problem]:
+    if (values["dockerHubUsername"] is None) != (values["dockerHubPassword"] is None):
+        missing = "dockerHubPassword" if values["dockerHubPassword"] is None else "dockerHubUsername"
+        return missing, "set together with the other Docker Hub credential, or neither", None
+    return None
+
+
+def _load_balancer_ip_provider(values, given) -> Optional[Problem]:
+    if values["loadBalancerIP"] is not None and values["loadBalancerProvider"] not in ("metallb", "gcp", "azure"):
+        return "loadBalancerIP", "only with loadBalancerProvider metallb, gcp or azure", values["loadBalancerIP"]
+    return None
+
+
+def _distinct_node_ports(values, given) -> Optional[Problem]:
+    if values["mirrorNodePort"] is not None and values["mirrorNodePort"] == values["nodePort"]:
+        return "mirrorNodePort", f"a NodePort different from nodePort ({values['nodePort']})", values["mirrorNodePort"]
+    return None
+
+
+def _metallb_pool_only_with_metallb(values, given) -> Optional[Problem]:
+    if "metallbAddressPool" in given and values["loadBalancerProvider"] != "metallb":
+        return "metallbAddressPool", "only with loadBalancerProvider: metallb", values["metallbAddressPool"]
+    return None
+
+
+def _source_ranges_need_a_load_balancer(values, given) -> Optional[Problem]:
+    # No LoadBalancer, so nothing would enforce them: refuse rather than ignore.
+    if values["loadBalancerSourceRanges"] and values["loadBalancerProvider"] == "none":
+        ranges = list(values["loadBalancerSourceRanges"])
+        return "loadBalancerSourceRanges", "only with a loadBalancerProvider other than none", ranges
+    return None
+
+
+def _auth_users_need_auth(values, given) -> Optional[Problem]:
+    users = list(values["authUsers"])
+    if "authUsers" in given and not values["authEnabled"]:
+        # Users that would silently not exist: refuse rather than ignore.
+        return "authUsers", "only with authEnabled: true", users
+    if values["authEnabled"] and not users:
+        return "authUsers", "at least one user name when authEnabled is true", users
+    return None
+
+
+def _tls_secret_not_owned(values, given) -> Optional[Problem]:
+    # The program owns these Secrets; mounting one of them as the certificate cannot work.
+    name = values["tlsSecretName"]
+    owned = {f"{values['serviceName']}-config", f"{values['mirrorServiceName']}-config", "registry-redis-config"}
+    if name in owned:
+        return "tlsSecretName", f"a kubernetes.io/tls Secret of its own, not one the program manages ({', '.join(sorted(owned))})", name
+    return None
+
+
+RULES: tuple[Rule, ...] = (
+    _schema_matches_image,
+    _distinct_service_names,
+    _memory_within_limit("registryMemoryRequest", "registryMemoryLimit"),
+    _memory_within_limit("redisMemoryRequest", "redisMemoryLimit"),
+    _redis_maxmemory_below_limit,
+    _kms_key_fits,
+    _docker_hub_credentials_together,
+    _load_balancer_ip_provider,
+    _distinct_node_ports,
+    _metallb_pool_only_with_metallb,
+    _source_ranges_need_a_load_balancer,
+    _auth_users_need_auth,
+    _tls_secret_not_owned,
+)
