@@ -19,12 +19,13 @@ from typing import Callable, Optional
 
 from registry_ha.registry_config import dump_config
 from registry_ha.sandbox import procs
-from registry_ha.sandbox.core import Sandbox, resolve_binaries
+from registry_ha.sandbox.core import Sandbox
+from registry_ha.sandbox.ports import SPAN
 
 from bench.client import free_port
 
 
-def free_port_base(span: int = 60) -> int:
+def free_port_base(span: int = SPAN) -> int:
     """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(200):
@@ -53,10 +54,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 class BenchEnv:
-    def __init__(self, stack: str = "staging", out=None):
+    def __init__(self, stack: str = "staging", out=None, registry_version: Optional[str] = None):
         self.root = Path(tempfile.mkdtemp(prefix="registry-ha-bench-"))
         os.chmod(self.root, 0o700)
         self.stack = stack
+        self.registry_version = registry_version
         self.out = out
         self.extra: list[Proc] = []
         self.sandbox: Optional[Sandbox] = None
@@ -70,20 +72,22 @@ class BenchEnv:
 
     # ---- lifecycle
     def up(self) -> None:
-        self.bins = resolve_binaries(install=False)
         t0 = time.monotonic()
-        self.upstream = self.plain_registry("upstream")
         self.sandbox = Sandbox(
             self.root / "sandbox",
             stack=self.stack,
             lb_port=free_port(),
             port_base=free_port_base(),
-            upstream=f"http://{self.upstream.address}",
+            registry_version=self.registry_version,
         )
+        self.bins = self.sandbox.binaries()
         if getattr(self.sandbox, "auth", False) or getattr(self.sandbox, "tls", False):
             raise RuntimeError(f"stack {self.stack} enables auth/TLS; the benchmark client speaks plain, "
                                "anonymous HTTP (as the default sandbox does)")
         self.sandbox.up(out=open(os.devnull, "w"))
+        # the cache's upstream: the sandbox's local stand-in, whose access log counts what the cache fetches
+        stand_in = self.sandbox.components["upstream"]
+        self.upstream = Proc("upstream", stand_in.address, stand_in.pid, stand_in.started, self.sandbox.log_path("upstream"))
         self.log(f"sandbox up in {time.monotonic() - t0:.1f}s (LB {self.sandbox.endpoint}, state {self.root})")
 
     def close(self) -> None:
@@ -132,20 +136,6 @@ class BenchEnv:
     def stop(self, proc: Proc) -> None:
         procs.stop(proc.pid, proc.started, timeout=10)
 
-    def plain_registry(self, name: str) -> Proc:
-        """A filesystem-backed registry with its access log on stdout (the cache's local upstream)."""
-        port = free_port()
-        address = f"127.0.0.1:{port}"
-        config = self.root / f"{name}.yml"
-        config.write_text(textwrap.dedent(f"""\
-            version: 0.1
-            log: {{level: warn, accesslog: {{disabled: false}}}}
-            storage: {{filesystem: {{rootdirectory: {self.root / (name + '-data')}}}, delete: {{enabled: true}}}}
-            http: {{addr: {address}}}
-            """))
-        return self.spawn(name, [self.bins["docker-registry"], "serve", str(config)], address,
-                          lambda: procs.http_status(address, "/v2/") == 200)
-
     def replica_variant(self, name: str, mutate: Callable[[dict], None], base: str = "registry-1") -> Proc:
         """An extra replica whose config is the sandbox's own `registry_config(base)` with only the
         listen/debug addresses changed and `mutate` applied."""
@@ -157,7 +147,7 @@ class BenchEnv:
         mutate(cfg)
         path = self.root / f"{name}.yml"
         _write_private(path, dump_config(cfg))
-        return self.spawn(name, [self.bins["docker-registry"], "serve", str(path)], address,
+        return self.spawn(name, [self.bins["registry"], "serve", str(path)], address,
                           lambda: procs.http_status(address, "/") == 200)
 
     def haproxy_variant(self, name: str, drop: tuple[str, ...] = (), add_to_defaults: tuple[str, ...] = ()) -> tuple[Proc, Path]:

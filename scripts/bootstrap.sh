@@ -34,3 +34,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   echo "$want" > "$stamp"
 fi
+
+# The registry binary at the version of the program's default image (Distribution 3.x is not in
+# Debian), built with Go into .tools/ (cached: a second run does nothing).
+.venv/bin/python -m registry_ha.toolchain install

@@ -27,3 +27,17 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def require_registry(image: str = "registry:3.1.1") -> str:
+    """The registry binary the sandbox runs for `image`: .tools/ for 3.x (bootstrap builds the default
+    image's version), Debian's docker-registry for 2.8. Missing: a failure under CI, a skip elsewhere."""
+    from registry_ha.sandbox.binaries import registry_binary
+    from registry_ha.sandbox.errors import SandboxError
+
+    try:
+        return registry_binary(image)
+    except SandboxError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))

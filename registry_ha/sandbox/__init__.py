@@ -1,4 +1,4 @@
-"""Local HA sandbox: `deploy-registry-ha.sh local up|down|status` (see README.md, "Local HA sandbox")."""
+"""`deploy-registry-ha.sh local ...`: the program's topology as processes on 127.0.0.1."""
 from registry_ha.sandbox.core import Sandbox, SandboxError
 
 __all__ = ["Sandbox", "SandboxError"]

@@ -1,11 +1,14 @@
-"""`deploy-registry-ha.sh local up|down|status [--json]`."""
+"""`deploy-registry-ha.sh local up|down|status [--json]`.
+
+Exit codes: 0 done (status: every started component healthy), 1 a runtime failure (a server did
+not start, a component is unhealthy), 2 bad arguments or bad stack config.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-from registry_ha.settings import STACKS, SettingsError
 from registry_ha.sandbox.core import (
     DEFAULT_LB_PORT,
     DEFAULT_PORT_BASE,
@@ -13,25 +16,39 @@ from registry_ha.sandbox.core import (
     Sandbox,
     SandboxError,
 )
+from registry_ha.settings import SettingsError
+from registry_ha.toolchain import default_registry_version
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other command
+        self.exit(2, f"error: local: {message}\n{self.format_usage()}")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="deploy-registry-ha.sh local",
         description="The HA registry topology (S3, Redis, N replicas behind haproxy, the cache) on 127.0.0.1.",
     )
     p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--json", action="store_true", help="status: print JSON")
-    p.add_argument("--stack", choices=STACKS, default="staging", help="stack whose config is rendered (default staging)")
+    p.add_argument("--json", action="store_true", help="up/status: print the status as JSON")
+    p.add_argument("--stack", default="staging", help="stack whose Pulumi.<stack>.yaml is rendered (default staging)")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="data, configs, secrets, logs (default .sandbox/)")
     p.add_argument("--port", type=int, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
     p.add_argument(
         "--port-base",
         type=int,
         default=DEFAULT_PORT_BASE,
-        help="every other port is base+0..59 (and base+10058 for weed's admin gRPC); default 25000",
+        help="every other port is base+0..99 (and base+10058 for weed's admin gRPC); default 25000",
     )
-    p.add_argument("--upstream", default=None, help="upstream of the pull-through cache (default: the stack's, Docker Hub)")
+    p.add_argument("--registry-version", default=None,
+                   help=f"registry to run with the stack's config rendered for it: {default_registry_version()} "
+                        "(default, the image the program deploys) or 2.8 (Debian's docker-registry 2.8.2)")
+    upstreams = p.add_mutually_exclusive_group()
+    upstreams.add_argument("--upstream", default=None,
+                           help="upstream URL of the pull-through cache (default: a local stand-in on 127.0.0.1)")
+    upstreams.add_argument("--real-upstreams", action="store_true",
+                           help="the cache proxies the stack's real upstream (Docker Hub): needs the internet")
     p.add_argument("--auth", action="store_true",
                    help="authEnabled: htpasswd users (the stack's authUsers, default ci); passwords in <state-dir>/secrets.json")
     p.add_argument("--tls", action="store_true",
@@ -43,46 +60,64 @@ def _print_status(status: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(status, indent=2))
         return
-    print(f"registry (LB): {status['scheme']}://{status['endpoint']}"
+    print(f"registry (LB): {status['scheme']}://{status['endpoint']}  ({status['registry_image']})"
           + (f"  (auth: {', '.join(status['auth_users'])})" if status["auth_users"] else ""))
-    print(f"cache:         {status['mirror'] or '(disabled)'}")
+    caches = [c for c in status["components"] if c["role"] == "mirror"]
+    if not caches:
+        print("cache:         (disabled)")
+    for cache in caches:
+        if cache["skipped"]:
+            print(f"cache:         skipped: {cache['skipped']}")
+        else:
+            print(f"cache:         {cache['address']} -> {status['mirror_upstream']}")
     for c in status["components"]:
-        state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else "stopped")
-        print(f"  {c['name']:<11} {c['role']:<9} {c['address']:<22} pid {str(c['pid'] or '-'):<8} {state}")
+        state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else ("skipped" if c["skipped"] else "stopped"))
+        version = c["version"] or "-"
+        print(f"  {c['name']:<11} {c['role']:<9} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
+
+
+def all_healthy(status: dict) -> bool:
+    """Every component that is not skipped is healthy."""
+    return all(c["healthy"] for c in status["components"] if not c["skipped"])
+
+
+def _up(args) -> int:
+    sandbox = Sandbox(
+        args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream,
+        auth=args.auth, tls=args.tls, registry_version=args.registry_version, real_upstreams=args.real_upstreams,
+    )
+    for note in sandbox.notes:
+        sys.stderr.write(f"local: note: {note}\n")
+    sandbox.up()
+    status = sandbox.status()
+    _print_status(status, args.json)
+    if not args.json:
+        ep = status["endpoint"]
+        dest = f"--dest-cert-dir {sandbox.ca_dir}" if sandbox.tls else "--dest-tls-verify=false"
+        src = f"--src-cert-dir {sandbox.ca_dir}" if sandbox.tls else "--src-tls-verify=false"
+        if sandbox.auth:  # the password stays in secrets.json: never on the terminal
+            user = status["auth_users"][0]
+            print(f"\ncredentials: users {', '.join(status['auth_users'])}; passwords in "
+                  f"{sandbox.state_dir / 'secrets.json'} (auth_passwords)"
+                  f"\n  skopeo login {'--cert-dir ' + str(sandbox.ca_dir) if sandbox.tls else '--tls-verify=false'} "
+                  f"-u {user} --password-stdin {ep} < <(jq -r .auth_passwords.{user} "
+                  f"{sandbox.state_dir / 'secrets.json'})")
+        state_arg = f" --state-dir {args.state_dir}" if args.state_dir != str(DEFAULT_STATE_DIR) else ""
+        print(
+            f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
+            f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
+            f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
+            + (f" --mirror {status['mirror']}" if status["mirror"] else "")
+            + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
+        )
+    return 0 if all_healthy(status) else 1
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.action == "up":
-            sandbox = Sandbox(
-                args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream,
-                auth=args.auth, tls=args.tls,
-            )
-            for note in sandbox.notes:
-                sys.stderr.write(f"local: note: {note}\n")
-            sandbox.up()
-            status = sandbox.status()
-            _print_status(status, args.json)
-            if not args.json:
-                ep = status["endpoint"]
-                dest = f"--dest-cert-dir {sandbox.ca_dir}" if sandbox.tls else "--dest-tls-verify=false"
-                src = f"--src-cert-dir {sandbox.ca_dir}" if sandbox.tls else "--src-tls-verify=false"
-                if sandbox.auth:  # the password stays in secrets.json: never on the terminal
-                    user = status["auth_users"][0]
-                    print(f"\ncredentials: users {', '.join(status['auth_users'])}; passwords in "
-                          f"{sandbox.state_dir / 'secrets.json'} (auth_passwords)"
-                          f"\n  skopeo login {'--cert-dir ' + str(sandbox.ca_dir) if sandbox.tls else '--tls-verify=false'} "
-                          f"-u {user} --password-stdin {ep} < <(jq -r .auth_passwords.{user} "
-                          f"{sandbox.state_dir / 'secrets.json'})")
-                print(
-                    f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
-                    f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
-                    f"\nstop: ./scripts/deploy-registry-ha.sh local down"
-                    + (f" --state-dir {args.state_dir}" if args.state_dir != str(DEFAULT_STATE_DIR) else "")
-                )
-            # the cache is optional for the private registry (an unreachable upstream is a warning)
-            return 0 if all(c["healthy"] for c in status["components"] if c["role"] != "mirror") else 1
+            return _up(args)
         sandbox = Sandbox.from_state(args.state_dir)
         if args.action == "down":
             if sandbox is None:
@@ -93,10 +128,14 @@ def main(argv: list[str]) -> int:
             return 0
         if sandbox is None:  # status of a sandbox never started: what `up` would run, all stopped
             sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base,
-                              auth=args.auth, tls=args.tls)
+                              auth=args.auth, tls=args.tls, registry_version=args.registry_version,
+                              upstream=args.upstream, real_upstreams=args.real_upstreams)
         status = sandbox.status()
         _print_status(status, args.json)
-        return 0 if all(c["healthy"] for c in status["components"]) else 1
-    except (SandboxError, SettingsError) as exc:
+        return 0 if all_healthy(status) else 1
+    except SettingsError as exc:
+        sys.stderr.write(f"local: error: {exc}\n")
+        return 2
+    except SandboxError as exc:
         sys.stderr.write(f"local: error: {exc}\n")
         return 1

@@ -16,11 +16,12 @@ from typing import Optional
 
 import pytest
 
-from conftest import REPO_ROOT, require_binary
+from conftest import REPO_ROOT, require_binary, require_registry
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import Sandbox
+from registry_ha.sandbox.ports import SPAN
 
-SERVERS = ("docker-registry", "redis-server", "haproxy", "weed", "skopeo")
+SERVERS = ("redis-server", "haproxy", "weed", "skopeo")
 
 
 def free_port() -> int:
@@ -29,7 +30,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_port_base(span: int = 60) -> int:
+def free_port_base(span: int = SPAN) -> int:
     """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(200):
@@ -95,7 +96,7 @@ class ServerPool:
         address = f"127.0.0.1:{port}"
         return self.start(
             name,
-            [require_binary("docker-registry"), "serve", str(config)],
+            [require_registry(), "serve", str(config)],
             address,
             ready=lambda: procs.http_status(address, "/v2/") == 200,
         )
@@ -107,7 +108,7 @@ class ServerPool:
 
 @pytest.fixture(scope="session")
 def bins() -> dict[str, str]:
-    return {name: require_binary(name) for name in SERVERS}
+    return {**{name: require_binary(name) for name in SERVERS}, "registry": require_registry()}
 
 
 @pytest.fixture(scope="session")
@@ -119,23 +120,66 @@ def pool(tmp_path_factory, bins):
 
 @pytest.fixture(scope="session")
 def upstream(pool) -> Server:
+    """A plain registry of the tests' own (tests that start a sandbox of their own point it here)."""
     return pool.plain_registry("upstream")
 
 
-@pytest.fixture(scope="session")
-def sandbox(tmp_path_factory, bins, upstream):
+class SandboxProcess:
+    """One of a sandbox's processes, seen as a Server (address, stop, start, running)."""
+
+    def __init__(self, sb: Sandbox, name: str):
+        self.sb, self.name = sb, name
+        self.address = sb.components[name].address
+        self.log = sb.log_path(name)
+
+    def stop(self) -> None:
+        self.sb.stop(self.name)
+
+    def start(self) -> None:
+        self.sb.start(self.name)
+
+    def running(self) -> bool:
+        return procs.is_running(self.sb.components[self.name].pid, self.sb.components[self.name].started)
+
+
+def _session_sandbox(tmp_path_factory, name: str, registry_version: Optional[str] = None):
     sb = Sandbox(
-        tmp_path_factory.mktemp("sandbox"),
+        tmp_path_factory.mktemp(name),
         stack="staging",
         lb_port=free_port(),
         port_base=free_port_base(),
-        upstream=f"http://{upstream.address}",
+        registry_version=registry_version,
     )
     try:
         sb.up(out=open(os.devnull, "w"))
         yield sb
     finally:
         sb.down(out=open(os.devnull, "w"))
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, bins):
+    """The staging stack on the registry the program deploys (3.1.1), its cache in front of a local stand-in."""
+    yield from _session_sandbox(tmp_path_factory, "sandbox")
+
+
+@pytest.fixture(scope="session")
+def sandbox_compat(tmp_path_factory, bins):
+    """The same stack rendered for registry:2.8.2 (Debian's docker-registry): the compat lane."""
+    require_registry("registry:2.8.2")
+    yield from _session_sandbox(tmp_path_factory, "sandbox-2.8", registry_version="2.8")
+
+
+@pytest.fixture(params=["3.1.1", "2.8"], scope="session")
+def any_sandbox(request):
+    """Both lanes, for the tests that `registry:2.8.x` images must pass too."""
+    return request.getfixturevalue("sandbox" if request.param == "3.1.1" else "sandbox_compat")
+
+
+@pytest.fixture(scope="session")
+def stand_in(sandbox) -> SandboxProcess:
+    """The session sandbox's upstream stand-in, which its cache proxies."""
+    return SandboxProcess(sandbox, "upstream")
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import pytest
 
 from registry_ha.registry_config import build_registry_config, dump_config
 from registry_ha.sandbox import procs
-from registry_ha.sandbox.core import seaweedfs_workaround
 
 from .conftest import free_port, replica_addresses
 from .oci import get_blob, request, sha256
@@ -91,16 +90,14 @@ def replicas_with_own_secrets(sandbox, pool, bins):
     for i in range(3):
         listen, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         creds = dataclasses.replace(base, http_secret=secrets.token_urlsafe(32))
-        config = seaweedfs_workaround(
-            build_registry_config(sandbox.settings, "private", sandbox.endpoints(listen, debug), creds, schema="v2")
-        )
+        config = build_registry_config(sandbox.settings, "private", sandbox.endpoints(listen, debug), creds)
         path = pool.root / f"own-secret-{i}-{listen.rsplit(':', 1)[1]}.yml"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(dump_config(config))
         server = pool.start(
             f"own-secret-{i}",
-            [bins["docker-registry"], "serve", str(path)],
+            [bins["registry"], "serve", str(path)],
             listen,
             ready=lambda listen=listen: procs.http_status(listen, "/") == 200,
         )

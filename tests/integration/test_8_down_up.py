@@ -47,9 +47,13 @@ def test_down_leaves_nothing_and_up_keeps_images(pool, skopeo_bin, tmp_path):
         up = local("up", "--json", *opts)
         assert up.returncode == 0, up.stderr
         status = json.loads(up.stdout)
-        assert set(status) == {"endpoint", "scheme", "auth_users", "ca_cert", "mirror", "components"}
+        assert set(status) == {"stack", "endpoint", "scheme", "registry_image", "auth_users", "ca_cert", "mirror",
+                               "mirror_upstream", "components"}
         assert (status["scheme"], status["auth_users"], status["ca_cert"]) == ("http", [], None)  # open by default
-        assert all(set(c) == {"name", "role", "pid", "address", "healthy"} for c in status["components"])
+        assert (status["stack"], status["registry_image"]) == ("staging", "registry:3.1.1")
+        assert all(set(c) == {"name", "role", "pid", "address", "version", "healthy", "skipped"} for c in status["components"])
+        versions = {c["role"]: c["version"] for c in status["components"]}
+        assert versions["registry"] == versions["mirror"] == "3.1.1", versions
         assert sorted({c["role"] for c in status["components"]}) == ["lb", "mirror", "redis", "registry", "s3"]
         assert [c["role"] for c in status["components"]].count("registry") == 3
         assert all(c["healthy"] and isinstance(c["pid"], int) for c in status["components"]), status

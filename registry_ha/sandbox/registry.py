@@ -1,0 +1,116 @@
+"""Registry processes: the private replicas and the pull-through cache, from the program's config.
+
+Each config is `build_registry_config` for the stack's settings with only addresses, endpoints
+and credentials replaced (the program's S3 bucket -> SeaweedFS, the Redis Service -> 127.0.0.1).
+The upstream stand-in is not part of the program: a plain filesystem registry on 127.0.0.1 that
+the cache proxies unless `--upstream` or `--real-upstreams` says otherwise, so `local up` never
+reaches off the machine by itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from typing import TYPE_CHECKING, Optional
+
+from registry_ha.registry_config import (
+    CREDENTIAL_HELPER_KEY,
+    UPSTREAM_CREDENTIALS_KEY,
+    build_registry_config,
+    credential_helper_script,
+    dump_config,
+    secret_files,
+    upstream_credentials_json,
+)
+from registry_ha.sandbox import procs
+from registry_ha.sandbox.secrets import write_private
+
+if TYPE_CHECKING:
+    from registry_ha.sandbox.core import Sandbox
+
+
+def role_of(sb: "Sandbox", name: str) -> str:
+    return "mirror" if sb.components[name].role == "mirror" else "private"
+
+
+def config(sb: "Sandbox", name: str, credentials=None) -> dict:
+    """The rendered config of one registry process (a replica or the cache)."""
+    comp = sb.components[name]
+    role = role_of(sb, name)
+    endpoints = dataclasses.replace(
+        sb.endpoints(comp.address, sb.debug_address(name)),
+        config_dir=str(sb.config_dir / name),
+    )
+    if role == "private":  # as in the program: the cache stays anonymous plain HTTP
+        endpoints = dataclasses.replace(
+            endpoints,
+            htpasswd_path=str(sb.config_dir / "htpasswd") if sb.auth else None,
+            tls_certificate=str(sb.tls_dir / "server.crt") if sb.tls else None,
+            tls_key=str(sb.tls_dir / "server.key") if sb.tls else None,
+        )
+    document = build_registry_config(sb.settings, role, endpoints, credentials or sb.credentials())
+    if sb.settings.registry.schema == "v2":
+        seaweedfs_workaround_v2(document)
+    return document
+
+
+def seaweedfs_workaround_v2(document: dict) -> dict:
+    """The compat lane's one semantic deviation, forced by SeaweedFS: Distribution 2.8.2's upload purger
+    walks `_uploads` at a random 0-59 min after start, and its S3 Walk panicked on a SeaweedFS listing
+    (`index out of range [0] with length 0` in s3-aws doWalk), killing the replica. 3.1.1 purges cleanly
+    against SeaweedFS; AWS S3 (and moto) listings do not trigger it. The program keeps purging on."""
+    document["storage"]["maintenance"]["uploadpurging"]["enabled"] = False
+    return document
+
+
+def write_configs(sb: "Sandbox") -> None:
+    for name, comp in sb.components.items():
+        if comp.role not in ("registry", "mirror"):
+            continue
+        directory = sb.config_dir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        write_private(directory / "config.yml", dump_config(config(sb, name)))
+        files = secret_files(sb.settings, role_of(sb, name))
+        if CREDENTIAL_HELPER_KEY in files:
+            endpoints = dataclasses.replace(sb.endpoints(comp.address, ""), config_dir=str(directory))
+            write_private(directory / CREDENTIAL_HELPER_KEY,
+                          credential_helper_script(sb.settings, "v3", endpoints), mode=0o700)
+        if UPSTREAM_CREDENTIALS_KEY in files:
+            password = sb.upstream_password()
+            if password is not None:
+                write_private(directory / UPSTREAM_CREDENTIALS_KEY,
+                              upstream_credentials_json(sb.settings.mirror.username, password))
+    if sb.upstream_stand_in:
+        data = sb.state_dir / "upstream"
+        address = sb.components["upstream"].address
+        write_private(sb.config_dir / "upstream.yml", textwrap.dedent(f"""\
+            # Not part of the program: a local stand-in for the caches' upstream (Docker Hub, ...).
+            version: 0.1
+            log: {{level: warn}}
+            storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
+            http: {{addr: {address}}}
+            """))
+
+
+def argv(sb: "Sandbox", name: str, binaries: dict[str, str]) -> list[str]:
+    if name == "upstream":
+        return [binaries["registry"], "serve", str(sb.config_dir / "upstream.yml")]
+    return [binaries["registry"], "serve", str(sb.config_dir / name / "config.yml")]
+
+
+def healthy(sb: "Sandbox", name: str) -> bool:
+    comp = sb.components[name]
+    if name == "upstream":
+        return procs.http_status(comp.address, "/v2/") == 200
+    if sb.tls and comp.role == "registry":
+        # GET / is Distribution's unauthenticated health check, also with auth on
+        return procs.http_status(comp.address, "/", ca_file=str(sb.ca_cert)) == 200
+    return procs.http_status(comp.address, "/") == 200
+
+
+def panic_line(sb: "Sandbox", name: str) -> Optional[str]:
+    try:
+        lines = sb.log_path(name).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    panics = [line for line in lines if line.startswith("panic:")]
+    return panics[-1][:300] if panics else None
