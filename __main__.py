@@ -29,7 +29,6 @@ def registry_args(role: str) -> RegistryArgs:
         bucket_name=storage.bucket_name,
         access_key_id=storage.access_key_id,
         secret_access_key=storage.secret_access_key,
-        kms_key_arn=storage.kms_key_arn,
         redis_address=redis.address,
         redis_password=redis.password,
     )

@@ -7,6 +7,7 @@ registry's db was seen answering 200 with 0-byte blobs it never stored.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,14 +28,20 @@ from registry_ha.k8s import (
     service_monitor_spec,
 )
 from registry_ha.registry_config import (
+    CONFIG_KEY,
+    CREDENTIAL_HELPER_KEY,
     HTPASSWD_KEY,
+    UPSTREAM_CREDENTIALS_KEY,
     Credentials,
     Endpoints,
     build_registry_config,
     config_checksum,
+    credential_helper_script,
     dump_config,
     htpasswd_file,
     pod_security_paths,
+    secret_files,
+    upstream_credentials_json,
 )
 from registry_ha.settings import REGISTRY_PORT, Settings
 
@@ -47,7 +54,6 @@ class RegistryArgs:
     bucket_name: pulumi.Input[str]
     access_key_id: pulumi.Input[str]
     secret_access_key: pulumi.Input[str]
-    kms_key_arn: Optional[pulumi.Input[str]]
     redis_address: str
     redis_password: pulumi.Input[str]
 
@@ -97,39 +103,49 @@ class Registry(pulumi.ComponentResource):
         paths = pod_security_paths(settings, role)
 
         upstream_password = settings.mirror.password if role == "mirror" else None
+        upstream_username = settings.mirror.username if role == "mirror" else None
+        endpoints = Endpoints(
+            s3_bucket="", s3_region=settings.storage.region, redis_addr=args.redis_address, **paths
+        )
         config_text = pulumi.Output.all(
             self.http_secret.result,
             args.redis_password,
             args.bucket_name,
             args.access_key_id,
             args.secret_access_key,
-            args.kms_key_arn,
             upstream_password,
         ).apply(
             lambda v: dump_config(
                 build_registry_config(
                     settings,
                     role,
-                    Endpoints(
-                        s3_bucket=v[2], s3_region=settings.storage.region, redis_addr=args.redis_address, **paths
-                    ),
+                    dataclasses.replace(endpoints, s3_bucket=v[2]),
                     Credentials(
                         http_secret=v[0],
                         redis_password=v[1],
                         s3_access_key=v[3],
                         s3_secret_key=v[4],
-                        kms_key_id=v[5],
-                        upstream_username=settings.mirror.username if role == "mirror" else None,
-                        upstream_password=v[6],
+                        upstream_username=upstream_username,
+                        upstream_password=v[5],
                     ),
                 )
             )
         )
         # config.yml holds the S3 keys, the http secret and the Redis password: a Secret, never a ConfigMap.
-        # The htpasswd file (bcrypt hashes) is a second key of it, so it lands next to config.yml.
-        secret_data = {"config.yml": pulumi.Output.secret(config_text)}
+        # The other files sit next to it: htpasswd (bcrypt hashes), the cache's credential helper and
+        # the upstream credentials it prints.
+        files = secret_files(settings, role)
+        secret_data = {CONFIG_KEY: pulumi.Output.secret(config_text)}
         if htpasswd_text is not None:
             secret_data[HTPASSWD_KEY] = pulumi.Output.secret(htpasswd_text)
+        if CREDENTIAL_HELPER_KEY in files:
+            secret_data[CREDENTIAL_HELPER_KEY] = credential_helper_script(settings, settings.registry.schema, endpoints)
+        if UPSTREAM_CREDENTIALS_KEY in files:
+            secret_data[UPSTREAM_CREDENTIALS_KEY] = pulumi.Output.secret(
+                pulumi.Output.from_input(upstream_password).apply(
+                    lambda password: upstream_credentials_json(upstream_username, password)
+                )
+            )
         self.config_secret = k8s.core.v1.Secret(
             f"{name}-config",
             metadata=meta(names.config_secret),
@@ -139,9 +155,9 @@ class Registry(pulumi.ComponentResource):
         )
         # The digest of a document holding 48+ random characters reveals nothing; unsecret it so
         # that `pulumi preview` shows when the pods are about to roll. Users added or removed roll them too.
-        checksum_input = config_text
-        if htpasswd_text is not None:
-            checksum_input = pulumi.Output.all(config_text, htpasswd_text).apply(lambda t: t[0] + "\n---\n" + t[1])
+        checksum_input = pulumi.Output.all(*[secret_data[key] for key in sorted(secret_data)]).apply(
+            lambda texts: "\n---\n".join(texts)
+        )
         self.checksum = pulumi.Output.unsecret(checksum_input.apply(config_checksum))
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",

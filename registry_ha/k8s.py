@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH, TLS_MOUNT
+from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH, TLS_MOUNT, secret_files
 from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, ExposureSettings, Settings
 
 PART_OF = "neural-hive-registry"
@@ -279,7 +279,18 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
         "terminationGracePeriodSeconds": pre_stop + max(pre_stop, 5) + 10,
         "containers": [container],
         "volumes": [
-            {"name": "config", "secret": {"secretName": names.config_secret, "defaultMode": 0o440}},
+            {
+                "name": "config",
+                "secret": {
+                    "secretName": names.config_secret,
+                    "defaultMode": 0o440,
+                    # Each file with its own mode: the cache's credential helper must be executable.
+                    "items": [
+                        {"key": key, "path": key, "mode": mode}
+                        for key, mode in secret_files(settings, role).items()
+                    ],
+                },
+            },
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
         ],
     }

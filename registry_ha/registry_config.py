@@ -2,13 +2,14 @@
 
 The program stores the result in a Kubernetes Secret; the local sandbox writes the
 same document to disk with only addresses, endpoints and the schema overridden.
-Keys differ between Distribution 2.8 ("v2") and 3.x ("v3"); see
-../shared/reference/distribution-ha.md section 1.
+Keys differ between Distribution 2.8 ("v2") and 3.x ("v3").
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from typing import Literal, Optional
 
 import yaml
@@ -21,7 +22,10 @@ CONFIG_PATHS = {"v2": "/etc/docker/registry/config.yml", "v3": "/etc/distributio
 ROOT_DIRECTORIES = {"private": "/registry", "mirror": "/dockerhub-cache"}
 METRICS_PATH = "/metrics"
 AUTH_REALM = "registry-ha"
+CONFIG_KEY = "config.yml"
 HTPASSWD_KEY = "htpasswd"  # key in the config Secret, so the file lands next to config.yml
+CREDENTIAL_HELPER_KEY = "credential-helper"  # the cache's proxy.exec program (v3), next to config.yml
+UPSTREAM_CREDENTIALS_KEY = "upstream-credentials.json"  # what the helper prints for the upstream's hosts
 TLS_MOUNT = "/etc/registry-tls"  # the kubernetes.io/tls Secret (tls.crt, tls.key), mounted read-only
 MINIMUM_TLS = "tls1.2"
 
@@ -40,6 +44,7 @@ class Endpoints:
     htpasswd_path: Optional[str] = None  # set: auth.htpasswd with this file (bcrypt entries)
     tls_certificate: Optional[str] = None  # set (with tls_key): http.tls, the registry serves HTTPS
     tls_key: Optional[str] = None
+    config_dir: Optional[str] = None  # where the Secret's other files sit (default: the image's config dir)
 
 
 def pod_security_paths(settings: Settings, role: Role, schema: Optional[str] = None) -> dict:
@@ -73,7 +78,6 @@ class Credentials:
     s3_secret_key: str
     upstream_username: Optional[str] = None
     upstream_password: Optional[str] = None
-    kms_key_id: Optional[str] = None  # SSE-KMS key the registry asks S3 to use
 
 
 def redis_section(settings: Settings, schema: str, endpoints: Endpoints, credentials: Credentials, db: int) -> dict:
@@ -114,8 +118,12 @@ def s3_section(settings: Settings, schema: str, role: Role, endpoints: Endpoints
         # The bucket disables ACLs (BucketOwnerEnforced); that accepts only this canned ACL.
         "objectacl": "bucket-owner-full-control",
     }
-    if credentials.kms_key_id:
-        s3["keyid"] = credentials.kms_key_id
+    if settings.storage.encryption == "sse-kms":
+        # The bucket's default encryption (the stack's KMS key, bucket key on) encrypts every object,
+        # and its policy refuses any other key. The registry sends no SSE headers of its own: 3.1.1
+        # re-creates a multipart upload without its `keyid` when a PATCH follows a chunk under 5 MiB,
+        # so objects would land under the AWS-managed key instead of the stack's.
+        s3["encrypt"] = False
     endpoint = endpoints.s3_endpoint or settings.storage.endpoint
     if endpoint:
         s3["regionendpoint"] = endpoint
@@ -198,13 +206,75 @@ def build_registry_config(
         config["auth"] = {"htpasswd": {"realm": AUTH_REALM, "path": endpoints.htpasswd_path}}
     if role == "mirror":
         proxy: dict = {"remoteurl": endpoints.proxy_remote_url or settings.mirror.remote_url}
-        if credentials.upstream_username:
+        if schema == "v3":
+            # proxy.username/password make 3.x GET <remoteurl>/v2/ while starting and panic when the
+            # upstream is unreachable: a Docker Hub or egress outage would crash-loop the cache and lose
+            # what it holds exactly when it matters. proxy.exec asks a credential helper per request
+            # instead, so the cache starts, serves what it has cached, and uses the upstream once back.
+            proxy["exec"] = {"command": f"{_config_dir(schema, endpoints)}/{CREDENTIAL_HELPER_KEY}"}
+            proxy["ttl"] = settings.mirror.ttl
+        elif credentials.upstream_username:
+            # 2.8 has no proxy.exec: its cache needs the upstream reachable to start (documented).
             proxy["username"] = credentials.upstream_username
             proxy["password"] = credentials.upstream_password or ""
-        if schema == "v3":
-            proxy["ttl"] = settings.mirror.ttl
         config["proxy"] = proxy
     return config
+
+
+def _config_dir(schema: str, endpoints: Endpoints) -> str:
+    return endpoints.config_dir or CONFIG_PATHS[schema].rsplit("/", 1)[0]
+
+
+def secret_files(settings: Settings, role: Role, schema: Optional[str] = None) -> dict[str, int]:
+    """Files of a workload's config Secret -> file mode (the helper must be executable)."""
+    schema = schema or settings.registry.schema
+    files = {CONFIG_KEY: 0o440}
+    if role == "private" and settings.access.auth_enabled:
+        files[HTPASSWD_KEY] = 0o440
+    if role == "mirror" and schema == "v3":
+        files[CREDENTIAL_HELPER_KEY] = 0o550
+        if settings.mirror.username:
+            files[UPSTREAM_CREDENTIALS_KEY] = 0o440
+    return files
+
+
+def credential_hosts(remote_url: str) -> tuple[str, str]:
+    """(the upstream's host, the domain whose hosts may receive its credentials).
+
+    The token realm usually sits on a sibling host (registry-1.docker.io -> auth.docker.io): the
+    helper answers for the upstream's own host and hosts under its last two labels, and with empty
+    credentials for anything else, as 3.1.1's own realm check does for proxy.username/password."""
+    host = urlsplit(remote_url).hostname or ""
+    labels = host.split(".")
+    is_ip = host.replace(".", "").isdigit() or ":" in host
+    return host, host if is_ip or len(labels) < 2 else ".".join(labels[-2:])
+
+
+def credential_helper_script(settings: Settings, schema: str, endpoints: Endpoints) -> str:
+    """The cache's proxy.exec program: docker-credential-helpers' `get` (server host on stdin, JSON out)."""
+    remote = endpoints.proxy_remote_url or settings.mirror.remote_url
+    host, domain = credential_hosts(remote)
+    credentials_file = f"{_config_dir(schema, endpoints)}/{UPSTREAM_CREDENTIALS_KEY}"
+    anonymous = json.dumps({"Username": "", "Secret": ""})
+    lines = [
+        "#!/bin/sh",
+        "# Credential helper of the pull-through cache (Distribution proxy.exec). Anonymous unless",
+        f"# {UPSTREAM_CREDENTIALS_KEY} exists; credentials only for {host} and hosts under {domain}.",
+        '[ "$1" = get ] || { echo "usage: $0 get" >&2; exit 1; }',
+        'read -r server || true',
+        'server="${server#*://}"; server="${server%%/*}"; server="${server%%:*}"',
+        'case "$server" in',
+        f'  {host}|{domain}|*.{domain})',
+        f'    if [ -r {credentials_file} ]; then cat {credentials_file}; echo; exit 0; fi ;;',
+        "esac",
+        f"echo '{anonymous}'",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def upstream_credentials_json(username: str, password: str) -> str:
+    return json.dumps({"Username": username, "Secret": password})
 
 
 def dump_config(config: dict) -> str:

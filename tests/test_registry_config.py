@@ -57,9 +57,10 @@ def test_s3_compatible_endpoint_needs_path_style_on_v3_only():
     assert v2["regionendpoint"] == "http://127.0.0.1:8333" and "forcepathstyle" not in v2
 
 
-def test_kms_key_goes_to_keyid():
-    credentials = Credentials("h", "r", "a", "s", kms_key_id="arn:aws:kms:us-east-1:123456789012:key/k")
-    assert config(credentials=credentials)["storage"]["s3"]["keyid"] == "arn:aws:kms:us-east-1:123456789012:key/k"
+def test_sse_kms_leaves_encryption_to_the_bucket():
+    s3 = config(encryption="sse-kms")["storage"]["s3"]
+    assert s3["encrypt"] is False and "keyid" not in s3
+    assert config(encryption="sse-s3")["storage"]["s3"]["encrypt"] is True
 
 
 def test_mirror_is_a_proxy_with_its_own_prefix_and_redis_db():
@@ -76,8 +77,39 @@ def test_mirror_is_a_proxy_with_its_own_prefix_and_redis_db():
 def test_mirror_credentials_and_upstream_override():
     credentials = Credentials("h", "r", "a", "s", upstream_username="neuralhive", upstream_password="tok")
     endpoints = Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:6379", proxy_remote_url="http://127.0.0.1:9999")
+    # 3.x: the credential helper answers per request (no upstream contact while starting)
     proxy = config("mirror", credentials=credentials, endpoints=endpoints)["proxy"]
-    assert proxy == {"remoteurl": "http://127.0.0.1:9999", "username": "neuralhive", "password": "tok", "ttl": "168h"}
+    assert proxy == {"remoteurl": "http://127.0.0.1:9999", "exec": {"command": "/etc/distribution/credential-helper"},
+                     "ttl": "168h"}
+    # 2.8 has no proxy.exec
+    proxy = config("mirror", credentials=credentials, endpoints=endpoints, schema="v2")["proxy"]
+    assert proxy == {"remoteurl": "http://127.0.0.1:9999", "username": "neuralhive", "password": "tok"}
+
+
+def test_the_credential_helper_answers_only_the_upstreams_hosts(tmp_path):
+    import json
+    import subprocess
+
+    from registry_ha.registry_config import credential_helper_script, upstream_credentials_json
+    from registry_ha.settings import load_settings
+
+    settings = load_settings({}, "staging")
+    endpoints = Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:1", config_dir=str(tmp_path))
+    helper = tmp_path / "credential-helper"
+    helper.write_text(credential_helper_script(settings, "v3", endpoints))
+    helper.chmod(0o700)
+
+    def ask(host: str) -> dict:
+        result = subprocess.run([str(helper), "get"], input=host, capture_output=True, text=True, check=True)
+        return json.loads(result.stdout)
+
+    anonymous = {"Username": "", "Secret": ""}
+    assert ask("registry-1.docker.io") == anonymous  # no credentials file: anonymous
+    (tmp_path / "upstream-credentials.json").write_text(upstream_credentials_json("neuralhive", 'p"w\\d'))
+    for host in ("registry-1.docker.io", "auth.docker.io", "https://auth.docker.io/token"):
+        assert ask(host) == {"Username": "neuralhive", "Secret": 'p"w\\d'}, host
+    for host in ("evil.example.com", "docker.io.evil.com", "127.0.0.1:5000"):
+        assert ask(host) == anonymous, host
 
 
 def test_settings_flow_into_the_document():
