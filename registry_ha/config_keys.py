@@ -116,7 +116,7 @@ def bucket_name(value: str) -> Optional[str]:
 
 
 def kms_arn(value: str) -> Optional[str]:
-    return None if v.KMS_ARN.match(value) else "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<id>"
+    return None if v.KMS_ARN.match(value) else "a KMS key ARN (not an alias) such as arn:aws:kms:us-east-1:123456789012:key/<id>"
 
 
 def private_ip(value: str) -> Optional[str]:

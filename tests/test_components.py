@@ -46,6 +46,7 @@ def test_storage_staging_sse_s3_private_tls_only_least_privilege(monitor):
         }
         (rule,) = encryption["rules"]
         assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+        assert set(statements_of(policy["policy"])) == {"DenyInsecureTransport"}  # SSE-S3: no KMS statements
         deny = statements_of(policy["policy"])["DenyInsecureTransport"]
         assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         (abort,) = lifecycle["rules"]
@@ -80,8 +81,20 @@ def test_storage_production_creates_a_rotating_kms_key_and_grants_it(monitor):
     assert storage.kms_key is not None and storage.versioning is not None
 
     def check(args):
-        (key, encryption, user_policy, versioning, lifecycle), key_arn = args
+        (key, encryption, user_policy, versioning, lifecycle, policy), key_arn = args
         assert key["enableKeyRotation"] is True
+        bucket_arn = "arn:aws:s3:::" + bucket_name_from(policy)
+        statements = statements_of(policy["policy"])
+        assert set(statements) == {"DenyInsecureTransport", "DenyOtherKmsKey", "DenyOtherEncryption", "DenyKmsWithoutKeyId"}
+        for sid in ("DenyOtherKmsKey", "DenyOtherEncryption", "DenyKmsWithoutKeyId"):
+            st = statements[sid]
+            assert (st["Effect"], st["Principal"], st["Action"], st["Resource"]) == ("Deny", "*", "s3:PutObject", f"{bucket_arn}/*")
+        key_id = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+        algorithm = "s3:x-amz-server-side-encryption"
+        # headerless writes pass every statement (the bucket default applies); any other key or algorithm is refused
+        assert statements["DenyOtherKmsKey"]["Condition"] == {"StringNotEquals": {key_id: key_arn}, "Null": {key_id: "false"}}
+        assert statements["DenyOtherEncryption"]["Condition"] == {"StringNotEquals": {algorithm: "aws:kms"}, "Null": {algorithm: "false"}}
+        assert statements["DenyKmsWithoutKeyId"]["Condition"] == {"StringEquals": {algorithm: "aws:kms"}, "Null": {key_id: "true"}}
         (rule,) = encryption["rules"]
         assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}
         assert rule["bucketKeyEnabled"] is True
@@ -92,7 +105,8 @@ def test_storage_production_creates_a_rotating_kms_key_and_grants_it(monitor):
         assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
 
     return pulumi.Output.all(
-        registered(monitor, storage.kms_key, storage.encryption, storage.user_policy, storage.versioning, storage.lifecycle),
+        registered(monitor, storage.kms_key, storage.encryption, storage.user_policy, storage.versioning, storage.lifecycle,
+                   storage.bucket_policy),
         storage.kms_key_arn,
     ).apply(check)
 

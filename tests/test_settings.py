@@ -89,6 +89,8 @@ def test_digest_image_needs_an_explicit_schema():
         ({"antiAffinity": "hard"}, "registry-ha:antiAffinity: one of required, preferred"),
         ({"encryption": "aes"}, "registry-ha:encryption: one of sse-s3, sse-kms"),
         ({"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc"}, "registry-ha:kmsKeyArn: only with encryption: sse-kms"),
+        ({"encryption": "sse-kms", "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:alias/registry"},
+         "registry-ha:kmsKeyArn: a KMS key ARN (not an alias)"),
         ({"zoneSpread": "yes"}, "registry-ha:zoneSpread: true or false (got 'yes')"),
         ({"clientCidrs": "10.0.0.0/8"}, "registry-ha:clientCidrs: a list of strings"),
         ({"clientCidrs": '["10.0.0.1/8"]'}, "registry-ha:clientCidrs: CIDR blocks"),
