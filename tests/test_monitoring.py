@@ -208,8 +208,42 @@ def test_the_figures_the_monitoring_doc_quotes():
     config = build_registry_config(settings, "private", Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:6379"),
                                    Credentials("h", "r", "a", "s"))
     assert config["health"]["storagedriver"]["interval"] == "10s" and "still runs every 10 s" in text
+    assert config["health"]["storagedriver"]["threshold"] == 3 and "(every 10s) has failed 3 times in a row" in text
     port = Ports(lb=5000, base=DEFAULT_PORT_BASE).prometheus
     assert port - DEFAULT_PORT_BASE == 91 and "<port-base>+91" in text and f"127.0.0.1:{port}" in text
     by_name = {a.name: a for a in monitoring.alerts(settings)}
     assert ">= 5\n" in by_name["RegistryCacheUpstreamFailing"].expr and "at least 5 failed answers" in text
     assert by_name["RegistryHigh5xxRatio"].expr.endswith("> 0.05") and "above 0.05 requests/s" in text
+
+
+# --------------------------------------------------------------------------- the sandbox's Prometheus (no servers)
+
+
+def test_sandbox_prometheus_plan_scrape_config_and_state(tmp_path):
+    from registry_ha.sandbox import prometheus
+    from registry_ha.sandbox.core import Sandbox
+
+    sb = Sandbox(tmp_path / "sb", lb_port=45000, port_base=40000, with_prometheus=True)
+    assert list(sb.components)[-1] == "prometheus"  # started last, stopped first
+    assert sb.components["prometheus"].address == "127.0.0.1:40091"
+    config = prometheus.scrape_config(sb)
+    assert config["global"] == {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"}
+    jobs = {job["job_name"]: job["static_configs"] for job in config["scrape_configs"]}
+    assert sorted(jobs) == ["docker-registry-metrics", "docker-registry-mirror-metrics"]
+    assert [(c["targets"], c["labels"]["pod"]) for c in jobs["docker-registry-metrics"]] == [
+        ([sb.debug_address(n)], n) for n in ("registry-1", "registry-2", "registry-3")]
+    assert jobs["docker-registry-mirror-metrics"][0]["labels"] == {
+        "namespace": "registry", "service": "docker-registry-mirror-metrics", "endpoint": "metrics",
+        "container": "registry", "pod": "mirror"}
+    argv = prometheus.argv(sb, "prometheus", {})
+    assert "--web.listen-address=127.0.0.1:40091" in argv
+    assert f"--storage.tsdb.path={sb.state_dir / 'prometheus'}" in argv
+
+    sb.state_dir.mkdir()
+    sb.save()
+    again = Sandbox.from_state(sb.state_dir)
+    assert again.with_prometheus and again.components["prometheus"].address == "127.0.0.1:40091"
+    plain = Sandbox(tmp_path / "plain", lb_port=45000, port_base=40000)
+    assert "prometheus" not in plain.components
+    plain.enable_prometheus()
+    assert plain.components["prometheus"].ports == [40091]

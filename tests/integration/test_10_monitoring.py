@@ -78,6 +78,12 @@ def test_every_dashboard_query_returns_series_after_pushes_and_pulls(sandbox, pr
     assert procs.wait_until(all_answer, QUERY_DEADLINE_S, 0.5), [
         f"{t} / {r}: {monitoring.expand(e, board, rate_interval)}" for t, r, e in queries
         if (t, r) not in cluster_only and not results.get((t, r))]
+    # the default latency thresholds are bucket boundaries of 3.1.1's histograms (no interpolation there)
+    for metric, threshold in (("registry_http_request_duration_seconds", sandbox.settings.monitoring.manifest_p99_s),
+                              ("registry_http_request_duration_seconds", sandbox.settings.monitoring.cache_manifest_p99_s),
+                              ("registry_storage_action_seconds", sandbox.settings.monitoring.storage_p99_s)):
+        bounds = {float(s["metric"]["le"]) for s in prometheus.query(prom, f"count by (le) ({metric}_bucket)")}
+        assert float(threshold) in bounds, (metric, threshold, sorted(bounds))
     panels = {t for t, _, _ in queries}
     print(f"\ndashboard: {len(queries) - len(cluster_only)} queries on {len(panels)} panels each returned series "
           f"({sum(len(v) for v in results.values())} in all, $__rate_interval={rate_interval}); "
@@ -125,3 +131,37 @@ def test_stopping_the_upstream_fires_upstream_failing(sandbox, prom):
     assert result["pulls_refused"] > 0 and result["pulls_served"] == 0, result
     assert result["served_after_restore"] is True, result
     assert sandbox.healthy("upstream")
+
+
+def test_local_up_with_prometheus_prints_its_url_and_down_stops_it(tmp_path):
+    """The operator's path: `local up --with-prometheus` starts it next to the sandbox on 127.0.0.1 and
+    prints its URL; `local down` stops it with the rest. Debian's own service stays off (:9090 free)."""
+    import json
+    import os
+    import re
+    import subprocess
+
+    from .conftest import REPO_ROOT, free_port, free_port_base
+
+    script = REPO_ROOT / "scripts" / "deploy-registry-ha.sh"
+    env = {"PATH": os.environ.get("PATH", procs.SAFE_PATH), "HOME": os.environ.get("HOME", "/tmp")}
+    base = free_port_base()
+    opts = ["--state-dir", str(tmp_path / "state"), "--port", str(free_port()), "--port-base", str(base)]
+
+    def local(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(script), "local", *args, *opts], capture_output=True, text=True, timeout=180, env=env)
+
+    try:
+        up = local("up", "--with-prometheus")
+        assert up.returncode == 0, up.stderr
+        url = re.search(r"^prometheus: (http://\S+)", up.stdout, re.M).group(1)
+        assert url == f"http://127.0.0.1:{base + 91}"
+        assert procs.http_status(url.removeprefix("http://"), "/-/ready") == 200
+        status = json.loads(local("status", "--json").stdout)
+        (prom,) = [c for c in status["components"] if c["role"] == "prometheus"]
+        assert prom["healthy"] and prom["version"], prom
+    finally:
+        down = local("down")
+    assert down.returncode == 0 and "stopped prometheus" in down.stderr, down.stderr
+    assert not procs.port_listening(base + 91)
+    assert not procs.port_listening(9090), "something listens on :9090 (Debian's prometheus service?)"
