@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from registry_ha import monitoring
+from registry_ha.sandbox import prometheus
 from registry_ha.sandbox.core import (
     DEFAULT_LB_PORT,
     DEFAULT_PORT_BASE,
@@ -16,7 +18,6 @@ from registry_ha.sandbox.core import (
     Sandbox,
     SandboxError,
 )
-from registry_ha.sandbox import prometheus
 from registry_ha.settings import SettingsError
 from registry_ha.toolchain import default_registry_version
 
@@ -118,7 +119,7 @@ def _up(args) -> int:
         if sandbox.with_prometheus:
             url = prometheus.url(sandbox)
             print(f"prometheus: {url}  (alerts: {url}/alerts, graphs: {url}/graph; "
-                  "the program's rules with for: and windows divided by 30, see docs/monitoring.md)")
+                  f"the program's rules with for: and windows divided by {monitoring.SANDBOX.divisor}, see docs/monitoring.md)")
     return 0 if all_healthy(status) else 1
 
 
