@@ -4,9 +4,11 @@
             └─> <node>:30500 (NodePort) ─────────────────────┼─> docker-registry x3 ─┤
                                                               │      └─> Redis (blob descriptors, db 0)
     nodes ───> docker-registry-mirror:5000 ──> Docker Hub    ─┘  cache: own S3 prefix, Redis db 1
+    Prometheus ──> :5001/metrics (ServiceMonitor) ──> alerts (PrometheusRule), Grafana dashboard (ConfigMap)
 """
 import pulumi
 
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import RegistryNamespace, RegistryNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import RedisCache, RedisCacheArgs
@@ -37,6 +39,8 @@ def registry_args(role: str) -> RegistryArgs:
 registry = Registry("private", registry_args("private"))
 mirror = Registry("dockerhub-cache", registry_args("mirror")) if settings.mirror.enabled else None
 network = NetworkPolicies("network", NetworkPoliciesArgs(settings=settings, namespace=namespace.name))
+if settings.monitoring.enabled:
+    Monitoring("monitoring", MonitoringArgs(settings=settings, namespace=namespace.name))
 
 pulumi.export("registryAddress", settings.registry_address)
 pulumi.export("secondaryAddress", settings.secondary_address)

@@ -7,6 +7,7 @@ stacks is written in that stack's `Pulumi.<stack>.yaml`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
@@ -147,6 +148,19 @@ def auth_users(value: tuple[str, ...]):
     return ("distinct user names", repeated[0]) if repeated else None
 
 
+def runbook_url(value: str) -> Optional[str]:
+    if v.HTTP_URL.match(value) or re.fullmatch(r"[A-Za-z0-9._/-]+\.md", value):
+        return None if "#" not in value else "a URL or path without a #fragment (the alert name is appended)"
+    return "an http(s) URL or a repository path such as docs/monitoring.md"
+
+
+def latency_threshold(value: str) -> Optional[str]:
+    # Prometheus compares seconds; Go durations have no fractions, so 2.5 s is written 2500ms.
+    if v.DURATION.match(value) and 0.05 <= v.duration_seconds(value) <= 60:
+        return None
+    return "a duration from 50ms to 60s such as 1s or 2500ms"
+
+
 def secret_name(value: str) -> Optional[str]:
     if len(value) > 253 or not v.DNS_SUBDOMAIN.match(value):
         return "a Secret name: lowercase letters, digits, '-' and '.', at most 253"
@@ -204,6 +218,16 @@ KEYS: tuple[Key, ...] = (
     Key("clientCidrs", "list", ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"), "Non-pod sources allowed to reach :5000 (nodes, LB, VPN).", cidr_list),
     Key("monitoringNamespace", "str", "monitoring", "Namespace whose pods may scrape :5001.", dns_label("a namespace name (DNS label)")),
     Key("serviceMonitor", "bool", False, "Create a Prometheus-operator ServiceMonitor (needs its CRD)."),
+    Key("prometheusRule", "bool", False, "Create a PrometheusRule with the registry's alerts (needs serviceMonitor and the prometheus-operator CRDs); see docs/monitoring.md."),
+    Key("grafanaDashboard", "bool", False, "Create the Grafana dashboard as a ConfigMap labelled grafana_dashboard: \"1\" in monitoringNamespace (needs serviceMonitor)."),
+    Key("runbookUrl", "str", "docs/monitoring.md", "Where operators read docs/monitoring.md; each alert's runbook_url is <runbookUrl>#<alert name in lower case>.", runbook_url),
+    Key("alert5xxPercent", "int", 5, "RegistryHigh5xxRatio: percent of a registry's responses that are 5xx, sustained 10m.", between(1, 100)),
+    Key("alertManifestP99", "str", "1s", "RegistryHighManifestLatencyP99: p99 of the private registry's manifest requests, sustained 15m.", latency_threshold),
+    Key("alertCacheManifestP99", "str", "2500ms", "RegistryCacheHighManifestLatencyP99: p99 of the cache's manifest requests (a miss includes the upstream), sustained 15m.", latency_threshold),
+    Key("alertStorageP99", "str", "2500ms", "RegistryStorageSlowP99: p99 of S3 calls (GetContent, PutContent, Stat, Delete), sustained 15m.", latency_threshold),
+    Key("alertRedisErrors", "int", 5, "RegistryRedisCacheErrors: failed Redis lookups on one pod within 5m, sustained 5m.", between(0, 1000000)),
+    Key("alertUpstreamErrorPercent", "int", 10, "RegistryCacheUpstreamFailing: percent of the cache's manifest/blob responses that are 404/5xx while nothing comes from upstream (15m window, sustained 10m).", between(1, 100)),
+    Key("alertRestarts", "int", 3, "RegistryPodRestarting: restarts of one pod within 30m.", between(1, 100)),
     Key("authEnabled", "bool", False, "Require htpasswd (basic) auth on the private registry; passwords from pulumi-random, exported as the secret output registryCredentials. Every user may push, pull and delete."),
     Key("authUsers", "list", ("ci",), "User names for authEnabled (a-z, 0-9, '.', '_', '-'); one generated password each.", auth_users),
     Key("tlsSecretName", "str", None, "Existing kubernetes.io/tls Secret in the namespace (e.g. from cert-manager); set: the private registry serves HTTPS on :5000.", non_empty(secret_name)),
@@ -320,6 +344,27 @@ def _tls_secret_not_owned(values, given) -> Optional[Problem]:
     return None
 
 
+def _monitoring_needs_service_monitor(values, given) -> Optional[Problem]:
+    # The alerts and the dashboard read what the ServiceMonitor scrapes; without it they would be silent.
+    for key in ("prometheusRule", "grafanaDashboard"):
+        if values[key] and not values["serviceMonitor"]:
+            return key, "true only with serviceMonitor: true (it reads what the ServiceMonitor scrapes)", values[key]
+    return None
+
+
+ALERT_KEYS = ("runbookUrl", "alert5xxPercent", "alertManifestP99", "alertCacheManifestP99", "alertStorageP99",
+              "alertRedisErrors", "alertUpstreamErrorPercent", "alertRestarts")
+
+
+def _alert_settings_need_the_rule(values, given) -> Optional[Problem]:
+    # Thresholds that would silently apply to nothing: refuse rather than ignore.
+    if not values["prometheusRule"]:
+        for key in ALERT_KEYS:
+            if key in given:
+                return key, "only with prometheusRule: true", values[key]
+    return None
+
+
 RULES: tuple[Rule, ...] = (
     _schema_matches_image,
     _distinct_service_names,
@@ -334,4 +379,6 @@ RULES: tuple[Rule, ...] = (
     _source_ranges_need_a_load_balancer,
     _auth_users_need_auth,
     _tls_secret_not_owned,
+    _monitoring_needs_service_monitor,
+    _alert_settings_need_the_rule,
 )

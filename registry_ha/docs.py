@@ -51,8 +51,91 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _monitoring_settings():
+    """Production's settings: its stack file turns the alerts and the dashboard on."""
+    from registry_ha.settings import load_settings
+    from registry_ha.stacks import read_stack_file
+
+    config, secret_keys = read_stack_file("production", REPO_ROOT)
+    return load_settings(config, "production", secret_keys, aws_region=config.get("aws:region"))
+
+
+def _cell(text: str) -> str:
+    text = re.sub(r"\{\{ \$labels\.(\w+) \}\}", r"<\1>", text)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def monitoring_runbook() -> str:
+    """One row per alert of the PrometheusRule, with the anchor its runbook_url points at."""
+    from registry_ha import monitoring
+
+    lines = ["| alert | severity | `for:` | what it means | what to do first |", "|---|---|---|---|---|"]
+    for alert in monitoring.alerts(_monitoring_settings()):
+        lines.append(f'| <a id="{alert.anchor}"></a>`{alert.name}` | {alert.severity} | {alert.hold or "-"} | '
+                     f"{_cell(alert.meaning)} | {_cell(alert.action)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _alerts_record() -> dict:
+    return json.loads((REPO_ROOT / "bench" / "alerts.json").read_text())
+
+
+def monitoring_thresholds() -> str:
+    """Each threshold key, its default, and what the healthy sandbox read on the same signal."""
+    from registry_ha.config_keys import KEYS_BY_NAME
+
+    record = _alerts_record()
+    base = record["baseline"]
+    redis = next(d for d in record["drills"] if d["alert"] == "RegistryRedisCacheErrors")
+
+    def ms(seconds) -> str:
+        return "no data" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+    readings = {
+        "alert5xxPercent": f"{base['responses_5xx']:.0f} 5xx of {base['responses']:.0f} responses",
+        "alertManifestP99": ms(base["manifest_p99_s"]),
+        "alertCacheManifestP99": ms(base["cache_manifest_p99_s"]),
+        "alertStorageP99": ms(base["storage_p99_s"]),
+        "alertRedisErrors": f"{base['redis_lookup_errors']:.0f} (Redis up); "
+                            f"{redis['lookup_errors_per_pull']} per pull with Redis down",
+        "alertUpstreamErrorPercent": f"{base['cache_failed_share'] * 100:.0f}% of the cache's answers",
+        "alertRestarts": "0",
+    }
+    lines = ["| key | default | healthy sandbox reading | meaning |", "|---|---|---|---|"]
+    for name, reading in readings.items():
+        key = KEYS_BY_NAME[name]
+        lines.append(f"| `{name}` | `{key.default}` | {reading} | {_cell(key.help)} |")
+    lines.append("")
+    lines.append(f"Readings: `{record['command']}` on {record['date'][:10]} ({record['versions']['registry']}, "
+                 f"Prometheus {record['versions']['prometheus']}): {base['pulls']} pulls of 3-layer images through "
+                 f"the LB and the cache over {base['window']}, alerts firing meanwhile: "
+                 f"{', '.join(base['firing']) or 'none'}.")
+    return "\n".join(lines) + "\n"
+
+
+def monitoring_timings() -> str:
+    """How long each alert the sandbox can provoke took to fire (bench/alerts.json)."""
+    from registry_ha import monitoring
+
+    record = _alerts_record()
+    t = monitoring.SANDBOX
+    lines = ["| fault | alert | pending after | firing after | `for:` sandbox / cluster |", "|---|---|---|---|---|"]
+    for d in record["drills"]:
+        firing = "did not fire" if d["firing_s"] is None else f"{d['firing_s']:.1f} s"
+        lines.append(f"| {d['fault']} | [`{d['alert']}`](#{d['alert'].lower()}) | {d['pending_s']:.1f} s | {firing} | "
+                     f"{d['sandbox_for_s']} s / {d['cluster_for']} |")
+    lines.append("")
+    lines.append(f"Measured by `{record['command']}` on {record['date'][:10]} ({record['nproc']} cores): a sandbox "
+                 f"with Prometheus scraping and evaluating every {record['scrape_interval']}; its rules divide every "
+                 f"`for:` and window by {t.divisor} (at least {t.min_hold_s} s and {t.min_window_s} s).")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "config-reference": config_reference,
+    "monitoring-runbook": monitoring_runbook,
+    "monitoring-thresholds": monitoring_thresholds,
+    "monitoring-timings": monitoring_timings,
 }
 
 

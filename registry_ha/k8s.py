@@ -17,6 +17,8 @@ REGISTRY_UID = 1000
 REDIS_UID = 999  # the redis user of the official alpine image
 
 Role = Literal["private", "mirror"]
+# Distribution 3.x exports traces to localhost:4318 by default and logs an error for each failed export.
+REGISTRY_ENV = {"OTEL_TRACES_EXPORTER": "none"}
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
         "image": settings.registry.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["serve", config_path],
-        "env": [{"name": "OTEL_TRACES_EXPORTER", "value": "none"}],
+        "env": [{"name": name, "value": value} for name, value in REGISTRY_ENV.items()],
         "ports": [
             {"name": "http", "containerPort": REGISTRY_PORT, "protocol": "TCP"},
             {"name": "debug", "containerPort": DEBUG_PORT, "protocol": "TCP"},

@@ -139,6 +139,26 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """The opt-in PrometheusRule and Grafana dashboard, and the alerts' thresholds (docs/monitoring.md)."""
+
+    prometheus_rule: bool = False
+    grafana_dashboard: bool = False
+    runbook_url: str = "docs/monitoring.md"
+    error_percent: int = 5  # 5xx share of responses
+    manifest_p99_s: float = 1.0
+    cache_manifest_p99_s: float = 2.5
+    storage_p99_s: float = 2.5
+    redis_errors: int = 5  # failed lookups per pod in 5m
+    upstream_error_percent: int = 10
+    restarts: int = 3  # per pod in 30m
+
+    @property
+    def enabled(self) -> bool:
+        return self.prometheus_rule or self.grafana_dashboard
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -149,6 +169,7 @@ class Settings:
     exposure: ExposureSettings
     network: NetworkSettings
     access: AccessSettings = AccessSettings(False, (), None)
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @property
     def registry_address(self) -> str:
@@ -330,6 +351,18 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         auth_users=tuple(c["authUsers"]) if c["authEnabled"] else (),
         tls_secret_name=c["tlsSecretName"],
     )
+    monitoring = MonitoringSettings(
+        prometheus_rule=c["prometheusRule"],
+        grafana_dashboard=c["grafanaDashboard"],
+        runbook_url=c["runbookUrl"],
+        error_percent=c["alert5xxPercent"],
+        manifest_p99_s=duration_seconds(c["alertManifestP99"]),
+        cache_manifest_p99_s=duration_seconds(c["alertCacheManifestP99"]),
+        storage_p99_s=duration_seconds(c["alertStorageP99"]),
+        redis_errors=c["alertRedisErrors"],
+        upstream_error_percent=c["alertUpstreamErrorPercent"],
+        restarts=c["alertRestarts"],
+    )
     return Settings(
         stack=stack,
         namespace=c["namespace"],
@@ -340,6 +373,7 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         exposure=exposure,
         network=network,
         access=access,
+        monitoring=monitoring,
     )
 
 

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from registry_ha import monitoring
+from registry_ha.sandbox import prometheus
 from registry_ha.sandbox.core import (
     DEFAULT_LB_PORT,
     DEFAULT_PORT_BASE,
@@ -53,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="authEnabled: htpasswd users (the stack's authUsers, default ci); passwords in <state-dir>/secrets.json")
     p.add_argument("--tls", action="store_true",
                    help="tlsSecretName: the replicas serve HTTPS with a sandbox CA's certificate (<state-dir>/tls/ca/ca.crt)")
+    p.add_argument("--with-prometheus", action="store_true",
+                   help="up: also run Prometheus (Debian's) on port-base+91, scraping the registries every 1 s "
+                        "with the program's alert rules; prints its URL")
     return p
 
 
@@ -73,7 +78,7 @@ def _print_status(status: dict, as_json: bool) -> None:
     for c in status["components"]:
         state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else ("skipped" if c["skipped"] else "stopped"))
         version = c["version"] or "-"
-        print(f"  {c['name']:<11} {c['role']:<9} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
+        print(f"  {c['name']:<11} {c['role']:<10} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
 
 
 def all_healthy(status: dict) -> bool:
@@ -85,6 +90,7 @@ def _up(args) -> int:
     sandbox = Sandbox(
         args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream,
         auth=args.auth, tls=args.tls, registry_version=args.registry_version, real_upstreams=args.real_upstreams,
+        with_prometheus=args.with_prometheus,
     )
     for note in sandbox.notes:
         sys.stderr.write(f"local: note: {note}\n")
@@ -110,6 +116,10 @@ def _up(args) -> int:
             + (f" --mirror {status['mirror']}" if status["mirror"] else "")
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
         )
+        if sandbox.with_prometheus:
+            url = prometheus.url(sandbox)
+            print(f"prometheus: {url}  (alerts: {url}/alerts, graphs: {url}/graph; "
+                  f"the program's rules with for: and windows divided by {monitoring.SANDBOX.divisor}, see docs/monitoring.md)")
     return 0 if all_healthy(status) else 1
 
 

@@ -12,7 +12,7 @@ State directory layout (mode 0700):
   config/        rendered configs (0600: they hold secrets), one directory per registry process
   tls/           with --tls: ca.key, server.key/.crt (0600) and ca/ca.crt, the directory clients
                  trust (`skopeo --cert-dir <state>/tls/ca`, `curl --cacert <state>/tls/ca/ca.crt`)
-  s3/ redis/ upstream/   data (kept across down/up)
+  s3/ redis/ upstream/   data (kept across down/up); prometheus/ the TSDB of --with-prometheus
   logs/          one log per process
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from registry_ha.registry_config import Credentials, Endpoints
-from registry_ha.sandbox import lb, procs, redis, registry, s3
+from registry_ha.sandbox import lb, procs, prometheus, redis, registry, s3
 from registry_ha.sandbox.binaries import binary_version, lane_image, resolve_binaries
 from registry_ha.sandbox.errors import SandboxError
 from registry_ha.sandbox.ports import Ports
@@ -43,7 +43,8 @@ MAX_REPLICAS = 20
 SANDBOX_TLS_SECRET = "sandbox-tls"  # stands in for tlsSecretName: the sandbox makes its own certificate
 
 # role -> the module that configures, starts and checks that kind of process
-KINDS = {"s3": s3, "redis": redis, "registry": registry, "mirror": registry, "upstream": registry, "lb": lb}
+KINDS = {"s3": s3, "redis": redis, "registry": registry, "mirror": registry, "upstream": registry, "lb": lb,
+         "prometheus": prometheus}
 
 __all__ = ["Sandbox", "SandboxError", "Component", "stack_config", "DEFAULT_STATE_DIR"]
 
@@ -67,7 +68,7 @@ def stack_config(stack: str, repo_root: Path = REPO_ROOT) -> tuple[dict, Optiona
 @dataclass
 class Component:
     name: str
-    role: str  # s3 | redis | registry | mirror | upstream | lb
+    role: str  # s3 | redis | registry | mirror | upstream | lb | prometheus
     address: str
     ports: list[int]
     argv: list[str] = field(default_factory=list)
@@ -91,17 +92,20 @@ class Sandbox:
         tls: bool = False,
         registry_version: Optional[str] = None,
         real_upstreams: bool = False,
+        with_prometheus: bool = False,
     ):
         """upstream: the cache's upstream URL; unset, a local stand-in (or, with real_upstreams, the
         stack's remote, e.g. Docker Hub). auth / tls: turn on authEnabled / tlsSecretName on top of the
         stack's config. registry_version: run another registry version with the stack's config rendered
-        for it (2.8: Debian's docker-registry)."""
+        for it (2.8: Debian's docker-registry). with_prometheus: a Prometheus scraping the registries with the
+        program's alert rules (sandbox/prometheus.py)."""
         self.state_dir = Path(state_dir).resolve()
         self.stack = stack
         self.ports = Ports(lb=lb_port, base=port_base)
         self.repo_root = repo_root
         self.real_upstreams = real_upstreams
         self.registry_version = registry_version
+        self.with_prometheus = with_prometheus
         raw, region, self.notes = stack_config(stack, repo_root)
         if auth:
             raw["registry-ha:authEnabled"] = "true"
@@ -140,6 +144,7 @@ class Sandbox:
             tls=state.get("tls", False),
             registry_version=state.get("registry_version"),
             real_upstreams=state.get("real_upstreams", False),
+            with_prometheus=state.get("with_prometheus", False),
         )
         for name, rec in state["components"].items():
             comp = sandbox.components.get(name)
@@ -221,6 +226,15 @@ class Sandbox:
             comps.append(Component("mirror", "mirror", f"127.0.0.1:{p.mirror}", [p.mirror, p.mirror_debug]))
         comps.append(Component("lb", "lb", self.endpoint, [p.lb]))
         self.components = {c.name: c for c in comps}
+        if self.with_prometheus:
+            self.enable_prometheus()
+
+    def enable_prometheus(self) -> None:
+        """Plan Prometheus (last: it scrapes the others), also next to a sandbox that is already up;
+        `start("prometheus")` starts it."""
+        self.with_prometheus = True
+        port = self.ports.prometheus
+        self.components.setdefault("prometheus", Component("prometheus", "prometheus", f"127.0.0.1:{port}", [port]))
 
     def debug_address(self, name: str) -> str:
         if name == "mirror":
@@ -318,6 +332,7 @@ class Sandbox:
             "upstream": self.upstream,
             "upstream_stand_in": self.upstream_stand_in,
             "real_upstreams": self.real_upstreams,
+            "with_prometheus": self.with_prometheus,
             "registry_version": self.registry_version,
             "repo_root": str(self.repo_root),
             "auth": self.auth,
@@ -363,7 +378,8 @@ class Sandbox:
             kind.before_start(self, name)
         comp.argv = self.argv(name, binaries)
         comp.skipped = None
-        comp.pid, comp.started = procs.spawn(comp.argv, self.log_path(name), procs.minimal_env(self.state_dir), self.state_dir)
+        env = procs.minimal_env(self.state_dir, kind.extra_env(self, name) if hasattr(kind, "extra_env") else None)
+        comp.pid, comp.started = procs.spawn(comp.argv, self.log_path(name), env, self.state_dir)
         self.save()
         self._wait_healthy(name, timeout)
         if hasattr(kind, "after_start"):
@@ -399,6 +415,8 @@ class Sandbox:
             for name, comp in previous.components.items():
                 if name in self.components:
                     self.components[name].pid, self.components[name].started = comp.pid, comp.started
+                elif previous.stop(name):  # e.g. Prometheus of an earlier `up --with-prometheus`
+                    out.write(f"local: stopped {name} (not in this plan)\n")
         self.secrets()
         self._write_configs()
         self.save()

@@ -35,6 +35,11 @@ class Ports:
         return self.base + 29 + index
 
     @property
+    def prometheus(self) -> int:
+        """`local up --with-prometheus` (not part of the program's topology: its monitoring)."""
+        return self.base + 91
+
+    @property
     def s3(self) -> int:
         return self.base + 50
 

@@ -12,6 +12,7 @@ import dataclasses
 import textwrap
 from typing import TYPE_CHECKING, Optional
 
+from registry_ha.k8s import REGISTRY_ENV
 from registry_ha.registry_config import (
     CREDENTIAL_HELPER_KEY,
     UPSTREAM_CREDENTIALS_KEY,
@@ -89,6 +90,11 @@ def write_configs(sb: "Sandbox") -> None:
             storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
             http: {{addr: {address}}}
             """))
+
+
+def extra_env(sb: "Sandbox", name: str) -> dict:
+    """What the program's Deployment sets in the container's environment (no trace export)."""
+    return dict(REGISTRY_ENV)
 
 
 def argv(sb: "Sandbox", name: str, binaries: dict[str, str]) -> list[str]:
