@@ -152,10 +152,11 @@ def test_redis_is_a_password_protected_lru_cache_without_persistence(monitor):
 # --------------------------------------------------------------------------- registry
 
 
-def registry_args(settings, role="private"):
+def registry_args(settings, role="private", cache=None):
     return RegistryArgs(
         settings=settings,
         role=role,
+        cache=cache,
         namespace="registry",
         bucket_name="bucket-1",
         access_key_id="AKIAEXAMPLE",
@@ -282,11 +283,12 @@ def test_exposure_is_internal_per_provider_with_nodeport_30500(provider, annotat
 @pulumi.runtime.test
 def test_mirror_is_a_separate_proxy_workload(monitor):
     settings = load_settings(
-        {"registry-ha:dockerHubUsername": "neuralhive", "registry-ha:dockerHubPassword": "dckr_pat_x"},
+        {"registry-ha:mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive", "serviceName": "docker-registry-mirror"}]',
+         "registry-ha:mirrorPasswords": '{"dockerhub": "dckr_pat_x"}'},
         "staging",
-        secret_keys={"registry-ha:dockerHubPassword"},
+        secret_keys={"registry-ha:mirrorPasswords"},
     )
-    mirror = Registry("dockerhub-cache", registry_args(settings, role="mirror"))
+    mirror = Registry("dockerhub-cache", registry_args(settings, role="mirror", cache=settings.caches[0]))
     assert not hasattr(mirror, "pdb")
 
     def check(args):
@@ -314,8 +316,45 @@ def test_mirror_is_a_separate_proxy_workload(monitor):
         assert "dckr_pat_x" not in json.dumps(deployment)
         assert service["metadata"]["name"] == "docker-registry-mirror"
         assert service["spec"]["type"] == "ClusterIP" and [p["port"] for p in service["spec"]["ports"]] == [5000]
+        assert "nodePort" not in service["spec"]["ports"][0] and "clusterIP" not in service["spec"]
 
     return registered(monitor, mirror.config_secret, mirror.deployment, mirror.service).apply(check)
+
+
+@pulumi.runtime.test
+def test_a_second_cache_has_its_own_objects_and_a_pinned_cluster_ip(monitor):
+    settings = settings_for(mirrors=json.dumps([
+        {"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror"},
+        {"name": "ghcr", "host": "ghcr.io", "clusterIP": "10.43.0.61", "replicas": 2},
+    ]))
+    hub, ghcr = (Registry(c.component_name, registry_args(settings, "mirror", c)) for c in settings.caches)
+    with pytest.raises(ValueError, match="needs its CacheSettings"):
+        Registry("nameless-cache", registry_args(settings, "mirror"))
+
+    def check(args):
+        hub_secret, ghcr_secret, ghcr_deployment, ghcr_service, ghcr_metrics, ghcr_ip, hub_ip = args
+        hub_config, ghcr_config = (yaml.safe_load(s["stringData"]["config.yml"]) for s in (hub_secret, ghcr_secret))
+        assert ghcr_config["proxy"]["remoteurl"] == "https://ghcr.io"
+        assert (hub_config["redis"]["db"], ghcr_config["redis"]["db"]) == (1, 2)
+        assert ghcr_config["storage"]["s3"]["rootdirectory"] == "/ghcr-cache"
+        assert "ghcr.io|ghcr.io|*.ghcr.io)" in ghcr_secret["stringData"]["credential-helper"]
+        assert ghcr_secret["metadata"]["name"] == "ghcr-cache-config"
+        assert ghcr_deployment["metadata"]["name"] == "ghcr-cache" and ghcr_deployment["spec"]["replicas"] == 2
+        assert ghcr_deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "ghcr-cache"
+        assert ghcr_service["spec"] == {
+            "type": "ClusterIP",
+            "selector": {"app.kubernetes.io/name": "ghcr-cache", "app.kubernetes.io/instance": "registry-ha-staging"},
+            "ports": [{"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP"}],
+            "clusterIP": "10.43.0.61",
+        }
+        assert ghcr_metrics["metadata"]["name"] == "ghcr-cache-metrics" and ghcr_metrics["spec"]["type"] == "ClusterIP"
+        # what nodes dial: the pinned address, or the one the cluster allocated (the mocks' TEST-NET-2)
+        assert ghcr_ip == "10.43.0.61" and hub_ip.startswith("198.51.100.")
+
+    return pulumi.Output.all(
+        registered(monitor, hub.config_secret, ghcr.config_secret, ghcr.deployment, ghcr.service, ghcr.metrics_service),
+        ghcr.cluster_ip, hub.cluster_ip,
+    ).apply(lambda v: check([*v[0], v[1], v[2]]))
 
 
 @pulumi.runtime.test
@@ -347,7 +386,9 @@ def test_namespace_enforces_restricted_pod_security(monitor):
 
 @pulumi.runtime.test
 def test_network_policies(monitor):
-    network = NetworkPolicies("network", NetworkPoliciesArgs(settings=settings_for(), namespace="registry"))
+    two_caches = json.dumps([{"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror"},
+                             {"name": "ghcr", "host": "ghcr.io"}])
+    network = NetworkPolicies("network", NetworkPoliciesArgs(settings=settings_for(mirrors=two_caches), namespace="registry"))
     names = ["default-deny-ingress", "registry-allow-clients", "redis-allow-registries", "metrics-allow-monitoring"]
     assert sorted(network.policies) == sorted(names)
 
@@ -357,11 +398,14 @@ def test_network_policies(monitor):
         (redis_rule,) = by_name["redis-allow-registries"]["ingress"]
         (source,) = redis_rule["from"]
         allowed = source["podSelector"]["matchExpressions"][0]
-        assert allowed == {"key": "app.kubernetes.io/name", "operator": "In", "values": ["docker-registry", "docker-registry-mirror"]}
+        assert allowed == {"key": "app.kubernetes.io/name", "operator": "In", "values": ["docker-registry", "docker-registry-mirror", "ghcr-cache"]}
         assert redis_rule["ports"] == [{"protocol": "TCP", "port": 6379}]
         (metrics_rule,) = by_name["metrics-allow-monitoring"]["ingress"]
         assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         assert metrics_rule["ports"] == [{"protocol": "TCP", "port": 5001}]
+        # each cache is a registry pod: nodes and pods reach it, it reaches Redis, monitoring scrapes it
+        for policy in ("registry-allow-clients", "metrics-allow-monitoring"):
+            assert by_name[policy]["podSelector"]["matchExpressions"][0] == allowed
         (client_rule,) = by_name["registry-allow-clients"]["ingress"]
         assert client_rule["ports"] == [{"protocol": "TCP", "port": 5000}]
         assert {"namespaceSelector": {}} in client_rule["from"]
