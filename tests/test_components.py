@@ -412,3 +412,77 @@ def test_network_policies(monitor):
         assert {"ipBlock": {"cidr": "10.0.0.0/8"}} in client_rule["from"]
 
     return registered(monitor, *[network.policies[n] for n in names]).apply(check)
+
+
+# --------------------------------------------------------------------------- node configurator
+
+
+def configurator(settings):
+    from components.nodes import NodeConfigurator, NodeConfiguratorArgs
+    from registry_ha.containerd import cluster_endpoints, node_files
+
+    files = node_files(settings, cluster_endpoints(settings, {"dockerhub": "10.43.0.50", "ghcr": "10.43.0.51"}))
+    return NodeConfigurator("node-configurator", NodeConfiguratorArgs(settings=settings, files=pulumi.Output.from_input(files))), files
+
+
+@pulumi.runtime.test
+def test_node_configurator_writes_the_files_from_its_own_privileged_namespace(monitor):
+    from registry_ha.nodes import script
+
+    settings = settings_for(nodeConfigurator="on", mirrors=json.dumps([{"name": "dockerhub", "host": "docker.io"}, {"name": "ghcr", "host": "ghcr.io"}]))
+    nodes, files = configurator(settings)
+
+    def check(args):
+        namespace, config_map, secret, daemonset = args
+        labels = namespace["metadata"]["labels"]
+        assert namespace["metadata"]["name"] == "registry-ha-nodes"
+        # hostPath is forbidden by baseline and restricted: privileged is the least level that admits it
+        assert {labels[f"pod-security.kubernetes.io/{m}"] for m in ("enforce", "audit", "warn")} == {"privileged"}
+        assert config_map["metadata"]["namespace"] == "registry-ha-nodes"
+        assert config_map["data"] == {"node-configurator.sh": script()}
+        assert secret["metadata"]["name"] == "node-configurator-files" and secret["metadata"]["namespace"] == "registry-ha-nodes"
+        assert {k: v for k, v in secret["stringData"].items()} == {
+            "docker.io__hosts.toml": files.as_dict()["docker.io/hosts.toml"],
+            "ghcr.io__hosts.toml": files.as_dict()["ghcr.io/hosts.toml"],
+            "registry.neural-hive.local_5000__hosts.toml": files.as_dict()["registry.neural-hive.local:5000/hosts.toml"],
+            "37.60.241.150_30500__hosts.toml": files.as_dict()["37.60.241.150:30500/hosts.toml"],
+        }
+        pod = daemonset["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert [v for v in pod["volumes"] if "hostPath" in v] == [
+            {"name": "certs-d", "hostPath": {"path": "/etc/containerd/certs.d", "type": "DirectoryOrCreate"}}
+        ]
+        assert volumes["desired"]["secret"]["items"] == [
+            {"key": "docker.io__hosts.toml", "path": "docker.io/hosts.toml", "mode": 0o644},
+            {"key": "ghcr.io__hosts.toml", "path": "ghcr.io/hosts.toml", "mode": 0o644},
+            {"key": "registry.neural-hive.local_5000__hosts.toml", "path": "registry.neural-hive.local:5000/hosts.toml", "mode": 0o644},
+            {"key": "37.60.241.150_30500__hosts.toml", "path": "37.60.241.150:30500/hosts.toml", "mode": 0o644},
+        ]
+        (container,) = pod["containers"]
+        assert container["image"] == "busybox:1.37.0"
+        assert container["args"] == ["sh", "/script/node-configurator.sh", "/desired", "/host/certs.d",
+                                     "--interval", "30", "--ready", "/tmp/synced"]
+        sc = container["securityContext"]
+        assert sc["runAsUser"] == 0 and sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+        assert sc["readOnlyRootFilesystem"] is True and sc["capabilities"] == {"drop": ["ALL"]}
+        assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
+        assert pod["automountServiceAccountToken"] is False and pod["tolerations"] == [{"operator": "Exists"}]
+        assert {m["mountPath"]: m.get("readOnly", False) for m in container["volumeMounts"]} == {
+            "/script": True, "/host/certs.d": False, "/tmp": False, "/desired": True}
+        assert container["readinessProbe"]["exec"]["command"] == ["test", "-f", "/tmp/synced"]
+
+    return registered(monitor, nodes.namespace, nodes.script, nodes.files, nodes.daemonset).apply(check)
+
+
+@pulumi.runtime.test
+def test_node_configurator_remove_mode_deletes_what_it_wrote_and_mounts_nothing(monitor):
+    nodes, _ = configurator(settings_for(nodeConfigurator="remove"))
+    assert nodes.files is None  # no files Secret in remove mode
+
+    def check(args):
+        (daemonset,) = args
+        pod = daemonset["spec"]["template"]["spec"]
+        assert pod["containers"][0]["args"][-1] == "--remove"
+        assert "desired" not in {v["name"] for v in pod["volumes"]}
+
+    return registered(monitor, nodes.daemonset).apply(check)

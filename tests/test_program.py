@@ -284,3 +284,18 @@ def test_no_caches(cache_runs):
     assert run.outputs["mirrorAddress"] == {}
     allowed = manifest(run, "NetworkPolicy", "registry-allow-clients")["spec"]["podSelector"]["matchExpressions"][0]["values"]
     assert allowed == ["docker-registry"]
+
+
+def test_node_configurator_gets_each_caches_allocated_address():
+    """The DaemonSet's files carry the ClusterIP the cluster gave each cache (pinned or allocated)."""
+    import tomllib
+
+    run = with_config(nodeConfigurator="on", mirrors=json.dumps([HUB, GHCR]))
+    files = manifest(run, "Secret", "node-configurator-files")["stringData"]
+    hub = tomllib.loads(files["docker.io__hosts.toml"])
+    assert list(hub["host"]) == [f"http://{mock_cluster_ip('dockerhub-cache-service')}:5000"]
+    assert list(tomllib.loads(files["ghcr.io__hosts.toml"])["host"]) == ["http://10.43.0.61:5000"]
+    assert manifest(run, "DaemonSet", "registry-node-configurator")["metadata"]["namespace"] == "registry-ha-nodes"
+    assert [r.name for r in run.resources if r.type == "registry-ha:nodes:NodeConfigurator"] == ["node-configurator"]
+    off = with_config()
+    assert not [m for m in off.manifests() if m["kind"] in ("DaemonSet", "ConfigMap") or m["metadata"]["name"] == "registry-ha-nodes"]
