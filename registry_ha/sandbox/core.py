@@ -133,12 +133,14 @@ class Sandbox:
         tls: bool = False,
         registry_version: Optional[str] = None,
         real_upstreams: bool = False,
+        overrides: Optional[dict[str, str]] = None,
     ):
         """upstream: caches' upstream URLs ({cache name: URL}, or `--upstream` values: NAME=URL, or one
         URL for a single cache); a cache not named proxies a local stand-in (or, with real_upstreams,
         its remoteUrl, e.g. Docker Hub). auth / tls: turn on authEnabled / tlsSecretName on top of the
         stack's config. registry_version: run another registry version with the stack's config
-        rendered for it (2.8: Debian's docker-registry)."""
+        rendered for it (2.8: Debian's docker-registry). overrides: stack config keys set on top of the
+        stack file (`{"mirrors": "[...]"}`), as `pulumi config set` would."""
         self.state_dir = Path(state_dir).resolve()
         self.stack = stack
         self.ports = Ports(lb=lb_port, base=port_base)
@@ -146,6 +148,8 @@ class Sandbox:
         self.real_upstreams = real_upstreams
         self.registry_version = registry_version
         raw, region, self.notes = stack_config(stack, repo_root)
+        self.overrides = dict(overrides or {})
+        raw.update({f"registry-ha:{key}": value for key, value in self.overrides.items()})
         if auth:
             raw["registry-ha:authEnabled"] = "true"
         if tls and not any(k.endswith("tlsSecretName") and v for k, v in raw.items()):
@@ -192,6 +196,7 @@ class Sandbox:
             tls=state.get("tls", False),
             registry_version=state.get("registry_version"),
             real_upstreams=state.get("real_upstreams", False),
+            overrides=state.get("overrides"),
         )
         for name, rec in state["components"].items():
             comp = sandbox.components.get(name)
@@ -420,6 +425,7 @@ class Sandbox:
             "upstreams": self.upstreams,
             "upstream_stand_in": self.upstream_stand_in,
             "real_upstreams": self.real_upstreams,
+            "overrides": self.overrides,
             "registry_version": self.registry_version,
             "repo_root": str(self.repo_root),
             "auth": self.auth,
@@ -492,6 +498,7 @@ class Sandbox:
                 or previous.auth != self.auth
                 or previous.tls != self.tls
                 or previous.settings.registry.image != self.settings.registry.image
+                or previous.overrides != self.overrides
             )
             if alive and changed:
                 raise SandboxError(
