@@ -298,7 +298,7 @@ def mirror_passwords(value: dict) -> Optional[tuple]:
 KEYS: tuple[Key, ...] = (
     Key("namespace", "str", "registry", "Kubernetes namespace for every object.", namespace_name),
     Key("hostname", "str", "registry.neural-hive.local", "DNS name clients use; the address is <hostname>:5000.", hostname),
-    Key("image", "str", "registry:3.1.1", "Distribution image for the private registry and the cache, pinned.", pinned_image("registry:3.1.1")),
+    Key("image", "str", "registry:3.1.1", "Distribution image for the private registry and the caches, pinned.", pinned_image("registry:3.1.1")),
     Key("configSchema", "str", None, "v2|v3; only needed when the image tag does not tell (a digest, a mirror).", one_of(*SCHEMAS)),
     Key("replicas", "int", 3, "Private registry replicas.", between(1, 50)),
     Key("antiAffinity", "str", "preferred", "required|preferred pod anti-affinity on kubernetes.io/hostname.", one_of(*ANTI_AFFINITY_MODES)),

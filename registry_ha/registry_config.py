@@ -49,7 +49,7 @@ class Endpoints:
 
 def pod_security_paths(settings: Settings, role: Role, schema: Optional[str] = None) -> dict:
     """In-pod paths for Endpoints' htpasswd/TLS fields, from the access settings (private registry only:
-    the Docker Hub cache stays anonymous plain HTTP, nodes' containerd pulls through it)."""
+    the caches stay anonymous plain HTTP, nodes' containerd pulls through them)."""
     if role != "private":
         return {}
     schema = schema or settings.registry.schema
