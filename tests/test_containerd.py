@@ -189,3 +189,25 @@ def test_render_cli_prints_what_it_could_not_write_and_the_docker_note(tmp_path)
     assert "registry-mirrors covers Docker Hub only" in result.stdout
     assert (tmp_path / f"nodes{CERTS_D}/registry.neural-hive.local:5000/hosts.toml").exists()
     assert not (tmp_path / f"nodes{CERTS_D}/docker.io").exists()
+
+
+def test_the_settings_the_docs_show_are_valid():
+    """Every `pulumi config set mirrors '...'` and the YAML example in the docs load as they are written."""
+    import re
+
+    import yaml
+
+    from registry_ha.stacks import _config_string
+
+    shown = []
+    for doc in (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "caches-and-nodes.md"):
+        text = doc.read_text()
+        shown += re.findall(r"pulumi config set mirrors '(.*?)'", text, re.S)
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
+            config = (yaml.safe_load(block) or {}).get("config", {})
+            if "registry-ha:mirrors" in config:
+                shown.append(_config_string(config["registry-ha:mirrors"]))
+    assert len(shown) >= 3
+    for value in shown:
+        caches = load_settings({"registry-ha:mirrors": value, "registry-ha:nodeConfigurator": "on"}, "staging").caches
+        assert caches[0].service_name == "docker-registry-mirror" and len(caches) >= 2
