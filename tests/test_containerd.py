@@ -203,8 +203,8 @@ def test_the_settings_the_docs_show_are_valid():
     for doc in (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "caches-and-nodes.md"):
         text = doc.read_text()
         shown += re.findall(r"pulumi config set mirrors '(.*?)'", text, re.S)
-        for block in re.findall(r"```yaml\n(.*?)```", text, re.S):
-            config = (yaml.safe_load(block) or {}).get("config", {})
+        for block in re.findall(r"```yaml\n(config:\n.*?)```", text, re.S):
+            config = yaml.safe_load(block)["config"]
             if "registry-ha:mirrors" in config:
                 shown.append(_config_string(config["registry-ha:mirrors"]))
     assert len(shown) >= 3
