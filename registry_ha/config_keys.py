@@ -184,6 +184,16 @@ def pem_certificate(value: str) -> Optional[str]:
     return "PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)"
 
 
+# YAML 1.1 readers turn an unquoted `on`/`off` into a boolean: take those spellings too.
+NODE_CONFIGURATOR_ALIASES = {"true": "on", "false": "off"}
+
+
+def node_configurator_mode(value: str) -> Optional[str]:
+    if value in NODE_CONFIGURATOR_MODES or value in NODE_CONFIGURATOR_ALIASES:
+        return None
+    return f"one of {', '.join(NODE_CONFIGURATOR_MODES)}"
+
+
 def registry_host(value: str) -> bool:
     """A registry's name as it appears in image references: host or host:port, lowercase."""
     host, _, port = value.partition(":") if value.count(":") == 1 else (value, "", "")
@@ -344,7 +354,7 @@ KEYS: tuple[Key, ...] = (
     Key("authUsers", "list", ("ci",), "User names for authEnabled (a-z, 0-9, '.', '_', '-'); one generated password each.", auth_users),
     Key("tlsSecretName", "str", None, "Existing kubernetes.io/tls Secret in the namespace (e.g. from cert-manager); set: the private registry serves HTTPS on :5000.", non_empty(secret_name)),
     Key("tlsCaCertificate", "str", None, "PEM of the CA that signed tlsSecretName's certificate: nodes' hosts.toml trust it (ca.crt). Unset: nodes must trust the certificate already.", non_empty(pem_certificate)),
-    Key("nodeConfigurator", "str", "off", "on: a DaemonSet writes the containerd hosts.toml files onto every node; remove: it deletes what it wrote (then set off); off: nothing.", one_of(*NODE_CONFIGURATOR_MODES)),
+    Key("nodeConfigurator", "str", "off", "on: a DaemonSet writes the containerd hosts.toml files onto every node; remove: it deletes what it wrote (then set off); off: nothing.", node_configurator_mode),
     Key("nodeConfiguratorImage", "str", "busybox:1.37.0", "Image that runs the node configurator's script (POSIX sh), pinned.", pinned_image("busybox:1.37.0")),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}

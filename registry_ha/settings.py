@@ -21,6 +21,7 @@ from registry_ha.config_keys import (  # noqa: F401  (re-exported: the rest of t
     DEBUG_PORT,
     KEYS,
     KEYS_BY_NAME,
+    NODE_CONFIGURATOR_ALIASES,
     REDIS_PORT,
     REGISTRY_PORT,
     REMOVED_KEYS,
@@ -384,7 +385,7 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         tls_secret_name=c["tlsSecretName"],
     )
     nodes = NodeSettings(
-        configurator=c["nodeConfigurator"],
+        configurator=NODE_CONFIGURATOR_ALIASES.get(c["nodeConfigurator"], c["nodeConfigurator"]),
         configurator_image=c["nodeConfiguratorImage"],
         ca_certificate=c["tlsCaCertificate"].strip() + "\n" if c["tlsCaCertificate"] else None,
     )

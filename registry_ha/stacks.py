@@ -108,7 +108,7 @@ def _placement(stack: str, repo_root: Path) -> tuple[str, str, int, bool]:
     config, secret_keys = read_stack_file(stack, repo_root)
     values, _ = resolve_values(config, stack, secret_keys, aws_region=config.get("aws:region"))
     context = config.get("kubernetes:context", DEFAULT_CONTEXT)
-    return context, values["namespace"], values["nodePort"], values["nodeConfigurator"] != "off"
+    return context, values["namespace"], values["nodePort"], values["nodeConfigurator"] not in ("off", "false")
 
 
 def check_no_collision(stack: str, repo_root: Path = REPO_ROOT) -> None:

@@ -89,3 +89,23 @@ def test_a_cache_with_a_username_pulls_anonymously_in_the_sandbox(tmp_path):
     sb = Sandbox(tmp_path / "state", stack="staging", lb_port=5999, port_base=30000, repo_root=stack)
     assert sb.settings.caches[0].username is None
     assert any("pulls anonymously" in note for note in sb.notes)
+
+
+def test_one_stack_per_cluster_configures_its_nodes(tmp_path):
+    """Two node configurators on one cluster would write the same files on the same nodes."""
+    from registry_ha.settings import SettingsError
+    from registry_ha.stacks import check_no_collision
+
+    def stack(name: str, context: str, configurator: str, namespace: str, node_port: int) -> None:
+        (tmp_path / f"Pulumi.{name}.yaml").write_text(
+            f"config:\n  kubernetes:context: {context}\n  registry-ha:nodeConfigurator: {configurator}\n"
+            f"  registry-ha:namespace: {namespace}\n  registry-ha:nodePort: {node_port}\n")
+
+    stack("blue", "shared", "on", "registry-blue", 30500)
+    stack("green", "shared", "off", "registry-green", 30600)
+    check_no_collision("blue", tmp_path)  # only one of them configures the nodes
+    stack("green", "shared", "on", "registry-green", 30600)
+    with pytest.raises(SettingsError, match=r"^stack 'blue': nodeConfigurator is also on in Pulumi.green.yaml on the same kubernetes:context shared"):
+        check_no_collision("blue", tmp_path)
+    stack("green", "other-cluster", "on", "registry-green", 30600)
+    check_no_collision("blue", tmp_path)

@@ -65,6 +65,12 @@ def test_redis_dbs_never_collide_and_appending_a_cache_moves_none():
     assert sorted(dbs(full).values()) == list(range(1, 16))
 
 
+def test_node_configurator_reads_yaml_booleans_as_on_and_off():
+    """`nodeConfigurator: on` unquoted in a stack file reaches the program as "true" from a YAML 1.1 reader."""
+    assert [settings_for(nodeConfigurator=v).nodes.configurator for v in ("on", "true", "off", "false", "remove")] == [
+        "on", "on", "off", "off", "remove"]
+
+
 def test_no_caches():
     assert settings_for(mirrors="[]").caches == ()
 
