@@ -118,7 +118,7 @@ def stop_upstream(sb: Sandbox, prom: str, timeout: float = 150) -> dict:
     """Stop the cache's upstream (the stand-in) and pull an image the cache has not cached every 0.5 s:
     the cache answers 404 and fetches nothing, and RegistryCacheUpstreamFailing fires once its window
     no longer holds the cache's last successful upstream fetch."""
-    mirror = sb.mirror_address
+    mirror = sb.mirror_address()
     assert mirror is not None and sb.upstream_stand_in, "needs the cache in front of the local stand-in"
     image = build_image((16 * KiB,), label=f"alerts-upstream-{os.urandom(4).hex()}")
     repo = f"alerts/uncached-{os.urandom(3).hex()}"
@@ -162,11 +162,12 @@ def healthy_baseline(sb: Sandbox, prom: str, rounds: int = 20) -> dict:
     for r in range(rounds):
         for i, image in enumerate(images):
             pull(sb.endpoint, f"alerts/base{i}", "v1", image)
-            pull(sb.mirror_address, f"alerts/base{i}", "v1", image)
+            pull(sb.mirror_address(), f"alerts/base{i}", "v1", image)
     time.sleep(3)  # the last scrapes
     window = f"{int(time.monotonic() - t0) + 5}s"
     private = Names.for_registry(sb.settings, "private").metrics_service
-    cache = Names.for_registry(sb.settings, "mirror").metrics_service
+    docker_hub = next(c for c in sb.settings.caches if c.host == "docker.io")
+    cache = Names.for_registry(sb.settings, "mirror", docker_hub).metrics_service
     ns = sb.settings.namespace
 
     def one(expr: str) -> Optional[float]:

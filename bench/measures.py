@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from registry_ha.registry_config import ROOT_DIRECTORIES
+from registry_ha.registry_config import PRIVATE_ROOT_DIRECTORY
 from registry_ha.sandbox import procs
 
 from bench import client
@@ -110,7 +110,7 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
     # not in the issue: the same LB with kernel splicing, to tell haproxy's userspace copy apart
     splice_lb, _ = env.haproxy_variant("lb-splice", add_to_defaults=("option splice-auto",))
     s3 = sb.s3_client(admin=True)
-    key = client.blob_key(ROOT_DIRECTORIES["private"], image.layer_digests[0])
+    key = client.blob_key(PRIVATE_ROOT_DIRECTORY, image.layer_digests[0])
     s3_url = s3.generate_presigned_url("get_object", Params={"Bucket": sb.bucket, "Key": key}, ExpiresIn=3600)
 
     def pull_lb(verify=False):
@@ -510,16 +510,17 @@ def measure_mirror(env: BenchEnv, quick: bool) -> dict:
     sb = env.sandbox
     up = env.upstream
     assert sb is not None and up is not None
-    mirror = sb.mirror_address
-    if mirror is None or not sb.healthy("mirror"):
-        raise RuntimeError("the sandbox's cache is not running")
+    cache = sb.settings.caches[0]  # the stack's first cache (Docker Hub's by default), in front of the stand-in
+    mirror = sb.mirror_address(cache.host)
+    if mirror is None or not sb.healthy(cache.component_name):
+        raise RuntimeError(f"the sandbox's {cache.name} cache is not running")
     count = 3 if quick else 5
     s3 = sb.s3_client(admin=True)
 
     def cached(image) -> bool:
         for digest in (image.config_digest, *image.layer_digests):
             try:
-                s3.head_object(Bucket=sb.bucket, Key=client.blob_key(ROOT_DIRECTORIES["mirror"], digest))
+                s3.head_object(Bucket=sb.bucket, Key=client.blob_key(cache.root_directory, digest))
             except Exception:
                 return False
         return True

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH, TLS_MOUNT, secret_files
-from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, ExposureSettings, Settings
+from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, CacheSettings, ExposureSettings, Settings
 
 PART_OF = "neural-hive-registry"
 CHECKSUM_ANNOTATION = "checksum/config"
@@ -30,8 +30,8 @@ class Names:
     metrics_service: str
 
     @staticmethod
-    def for_registry(settings: Settings, role: Role) -> "Names":
-        app = settings.registry.service_name if role == "private" else settings.mirror.service_name
+    def for_registry(settings: Settings, role: Role = "private", cache: Optional[CacheSettings] = None) -> "Names":
+        app = settings.registry.service_name if cache is None else cache.service_name
         return Names(app=app, config_secret=f"{app}-config", metrics_service=f"{app}-metrics")
 
     @staticmethod
@@ -160,13 +160,16 @@ def registry_service_spec(settings: Settings) -> dict:
     return spec
 
 
-def mirror_service_spec(settings: Settings) -> dict:
-    port: dict = {"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "protocol": "TCP"}
-    spec: dict = {"type": "ClusterIP", "selector": selector_labels(settings.mirror.service_name, settings.stack)}
-    if settings.exposure.mirror_node_port:
-        spec["type"] = "NodePort"
-        port["nodePort"] = settings.exposure.mirror_node_port
-    spec["ports"] = [port]
+def cache_service_spec(settings: Settings, cache: CacheSettings) -> dict:
+    """A cache is ClusterIP only, never on a NodePort (an open proxy on a node's public address): pods
+    use its DNS name, nodes' containerd its ClusterIP, which kube-proxy serves on every node."""
+    spec: dict = {
+        "type": "ClusterIP",
+        "selector": selector_labels(cache.service_name, settings.stack),
+        "ports": [{"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "protocol": "TCP"}],
+    }
+    if cache.cluster_ip:
+        spec["clusterIP"] = cache.cluster_ip
     return spec
 
 
@@ -219,13 +222,13 @@ def _scheduling(settings: Settings, app: str, hard: bool) -> dict:
     return {"affinity": {"podAntiAffinity": anti_affinity}, "topologySpreadConstraints": spread}
 
 
-def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> dict:
-    """Deployment spec of a Distribution workload: the private registry or the Docker Hub cache."""
-    names = Names.for_registry(settings, role)
+def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cache: Optional[CacheSettings] = None) -> dict:
+    """Deployment spec of a Distribution workload: the private registry or a cache (role mirror)."""
+    names = Names.for_registry(settings, role, cache)
     config_path = CONFIG_PATHS[settings.registry.schema]
     config_dir = config_path.rsplit("/", 1)[0]
     pre_stop = settings.registry.pre_stop_seconds
-    replicas = settings.registry.replicas if role == "private" else settings.mirror.replicas
+    replicas = settings.registry.replicas if cache is None else cache.replicas
     component = "registry" if role == "private" else "mirror"
     tls_secret = settings.access.tls_secret_name if role == "private" else None
     container = {
@@ -289,7 +292,7 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
                     # Each file with its own mode: the cache's credential helper must be executable.
                     "items": [
                         {"key": key, "path": key, "mode": mode}
-                        for key, mode in secret_files(settings, role).items()
+                        for key, mode in secret_files(settings, role, cache=cache).items()
                     ],
                 },
             },
@@ -431,9 +434,7 @@ def redis_address(settings: Settings) -> str:
 def network_policy_specs(settings: Settings) -> dict[str, dict]:
     """name -> NetworkPolicy spec. Default deny, then exactly the flows the design needs."""
     stack = settings.stack
-    registry_apps = [settings.registry.service_name]
-    if settings.mirror.enabled:
-        registry_apps.append(settings.mirror.service_name)
+    registry_apps = [settings.registry.service_name, *(cache.service_name for cache in settings.caches)]
     registry_pods = {
         "matchExpressions": [
             {"key": "app.kubernetes.io/name", "operator": "In", "values": registry_apps},

@@ -8,6 +8,7 @@ can only be decrypted by the stack's secrets provider).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = REPO_ROOT / "__main__.py"
 ACCOUNT_ID = "123456789012"
 MOCK_LB_IP = "192.0.2.10"  # TEST-NET-1: a documentation address, never a real host
+MOCK_SERVICE_CIDR = "198.51.100.0/24"  # TEST-NET-2: where the mocks "allocate" unpinned ClusterIPs
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
@@ -81,6 +83,11 @@ def deterministic(seed: str, length: int = 40) -> str:
     return text[:length]
 
 
+def mock_cluster_ip(name: str) -> str:
+    network = ipaddress.ip_network(MOCK_SERVICE_CIDR)
+    return str(network[1 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % (network.num_addresses - 2)])
+
+
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -128,8 +135,11 @@ class RegistryMocks(Mocks):
             resource_id = key_id
             state.update(keyId=key_id, arn=f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}")
         elif typ == "kubernetes:core/v1:Service":
-            if (inputs.get("spec") or {}).get("type") == "LoadBalancer" and self.lb_ip:
+            spec = inputs.get("spec") or {}
+            if spec.get("type") == "LoadBalancer" and self.lb_ip:
                 state["status"] = {"loadBalancer": {"ingress": [{"ip": self.lb_ip}]}}
+            if not spec.get("clusterIP"):  # the API server allocates one from the Service CIDR
+                state["spec"] = {**spec, "clusterIP": mock_cluster_ip(args.name)}
         return resource_id, state
 
     def call(self, args: MockCallArgs):

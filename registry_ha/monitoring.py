@@ -66,44 +66,56 @@ SANDBOX = Timing(divisor=30, min_window_s=30, min_hold_s=15)
 
 
 @dataclass(frozen=True)
+class CacheTarget:
+    job: str  # the cache's metrics Service (the ServiceMonitor's job label)
+    app: str  # its Deployment
+    replicas: int
+    host: str  # the upstream it caches (docker.io, ghcr.io, ...)
+
+
+@dataclass(frozen=True)
 class Targets:
     namespace: str
     private_job: str
     private_app: str
     replicas: int
-    cache_job: Optional[str]
-    cache_app: Optional[str]
-    cache_replicas: int
+    caches: tuple[CacheTarget, ...]
     redis_app: str
 
     @staticmethod
     def of(settings: Settings) -> "Targets":
         private = Names.for_registry(settings, "private")
-        cache = Names.for_registry(settings, "mirror") if settings.mirror.enabled else None
+        caches = []
+        for cache in settings.caches:
+            names = Names.for_registry(settings, "mirror", cache)
+            caches.append(CacheTarget(names.metrics_service, names.app, cache.replicas, cache.host))
         return Targets(
             namespace=settings.namespace,
             private_job=private.metrics_service,
             private_app=private.app,
             replicas=settings.registry.replicas,
-            cache_job=cache.metrics_service if cache else None,
-            cache_app=cache.app if cache else None,
-            cache_replicas=settings.mirror.replicas,
+            caches=tuple(caches),
             redis_app=Names.for_redis().app,
         )
 
     @property
+    def cache_job(self) -> Optional[str]:
+        """A regex of every cache's job (a single cache: its job), or None without caches."""
+        return "|".join(c.job for c in self.caches) or None
+
+    @property
     def jobs(self) -> list[str]:
-        return [self.private_job] + ([self.cache_job] if self.cache_job else [])
+        return [self.private_job] + [c.job for c in self.caches]
 
     @property
     def apps(self) -> list[str]:
-        return [self.private_app] + ([self.cache_app] if self.cache_app else []) + [self.redis_app]
+        return [self.private_app] + [c.app for c in self.caches] + [self.redis_app]
 
     def private(self, extra: str = "") -> str:
         return f'job="{self.private_job}",namespace="{self.namespace}"{extra}'
 
     def cache(self, extra: str = "") -> str:
-        return f'job="{self.cache_job}",namespace="{self.namespace}"{extra}'
+        return f'job=~"{self.cache_job}",namespace="{self.namespace}"{extra}'
 
     def registries(self, extra: str = "") -> str:
         return f'job=~"{"|".join(self.jobs)}",namespace="{self.namespace}"{extra}'
@@ -293,14 +305,19 @@ def alerts(settings: Settings, timing: Timing = CLUSTER) -> list[Alert]:
         out += [
             Alert(
                 "RegistryCacheDown", "registry-cache", "warning",
-                f"(count(up{{{t.cache()}}} == 1) or vector(0)) < {t.cache_replicas}",
+                # one series per cache, labelled with its job, so each cache alerts on its own
+                "\nor\n".join(
+                    f'label_replace((count(up{{job="{c.job}",namespace="{ns}"}} == 1) or vector(0)) < {c.replicas}, '
+                    f'"job", "{c.job}", "", "")'
+                    for c in t.caches
+                ),
                 timing.hold(300),
-                f"The pull-through cache {t.cache_app} is down",
-                f"No {t.cache_app} pod has answered on :5001 for {timing.hold(300)}: nodes pulling through the cache "
+                "The pull-through cache {{ $labels.job }} is down",
+                f"No pod of the cache has answered on :5001 for {timing.hold(300)}: nodes pulling through it "
                 "fail or fall back to the upstream.",
-                f"`{kubectl} get pods -l app.kubernetes.io/name={t.cache_app}` and "
-                f"`{kubectl} logs deploy/{t.cache_app} --previous`.",
-                (("namespace", ns), ("deployment", t.cache_app)),
+                f"`{kubectl} get pods -l app.kubernetes.io/component=mirror` and "
+                f"`{kubectl} logs deploy/<the cache> --previous` (the job name minus -metrics).",
+                (("namespace", ns),),
             ),
             Alert(
                 "RegistryCacheHighManifestLatencyP99", "registry-cache", "warning",
@@ -331,8 +348,8 @@ def alerts(settings: Settings, timing: Timing = CLUSTER) -> list[Alert]:
                 f"over {w15} were 404 or 5xx while it fetched nothing from its upstream, for {timing.hold(600)}. With "
                 "the upstream unreachable or rate limiting (429), Distribution 3.1.1 answers 404 for tags it has not "
                 "cached and 500 for digests and blobs it has not cached; cached content keeps serving.",
-                f"`{kubectl} logs deploy/{t.cache_app} | grep -E 'toomanyrequests|dial tcp|unauthorized'`, the "
-                "cluster's egress to the upstream (mirrorRemoteUrl), the Docker Hub credentials and pull rate limit. "
+                f"`{kubectl} logs deploy/<the cache> | grep -E 'toomanyrequests|dial tcp|unauthorized'`, the "
+                "cluster's egress to the upstream (the cache's remoteUrl in mirrors), its credentials and pull rate limit. "
                 "If RegistryStorageUnhealthy or RegistryStorageStalled fires for the cache pod too, the cause is its S3.",
             ),
         ]
@@ -385,7 +402,7 @@ class Panel:
 def panels(settings: Settings) -> list[Panel]:
     t = Targets.of(settings)
     p = 'namespace="$namespace",job="$job_private"'
-    c = 'namespace="$namespace",job="$job_cache"'
+    c = 'namespace="$namespace",job=~"$job_cache"'
     both = 'namespace="$namespace",job=~"$job_private|$job_cache"' if t.cache_job else p
     ri = RATE_INTERVAL
     out = [
@@ -433,19 +450,19 @@ def panels(settings: Settings) -> list[Panel]:
         row = "Pull-through cache"
         out += [
             Panel("Cache: bytes from upstream / to clients", "Bps", (
-                ("from upstream {{type}}", f"sum by (type) (rate(registry_proxy_pulled_bytes_total{{{c}}}[{ri}]))"),
-                ("to clients {{type}}", f"sum by (type) (rate(registry_proxy_pushed_bytes_total{{{c}}}[{ri}]))"),), row),
+                ("from upstream {{job}} {{type}}", f"sum by (job, type) (rate(registry_proxy_pulled_bytes_total{{{c}}}[{ri}]))"),
+                ("to clients {{job}} {{type}}", f"sum by (job, type) (rate(registry_proxy_pushed_bytes_total{{{c}}}[{ri}]))"),), row),
             Panel("Cache: upstream fetches and hits per second", "ops", (
-                ("fetched from upstream {{type}}", f"sum by (type) (rate(registry_proxy_misses_total{{{c}}}[{ri}]))"),
-                ("served from the cache {{type}}", f"sum by (type) (rate(registry_proxy_hits_total{{{c}}}[{ri}]))"),), row),
+                ("fetched from upstream {{job}} {{type}}", f"sum by (job, type) (rate(registry_proxy_misses_total{{{c}}}[{ri}]))"),
+                ("served from the cache {{job}} {{type}}", f"sum by (job, type) (rate(registry_proxy_hits_total{{{c}}}[{ri}]))"),), row),
             Panel("Cache: hit ratio", "percentunit", (
-                ("{{type}}", f"sum by (type) (rate(registry_proxy_hits_total{{{c}}}[{ri}]))"
-                             f" / sum by (type) (rate(registry_proxy_requests_total{{{c}}}[{ri}]))"),), row),
+                ("{{job}} {{type}}", f"sum by (job, type) (rate(registry_proxy_hits_total{{{c}}}[{ri}]))"
+                                     f" / sum by (job, type) (rate(registry_proxy_requests_total{{{c}}}[{ri}]))"),), row),
             Panel("Cache: responses by status code", "reqps", (
-                ("{{handler}} {{code}}", f"sum by (handler, code) (rate(registry_http_requests_total{{{c}}}[{ri}]))"),), row),
+                ("{{job}} {{handler}} {{code}}", f"sum by (job, handler, code) (rate(registry_http_requests_total{{{c}}}[{ri}]))"),), row),
             Panel("Cache: replicas up", "short", (
-                ("up (scraped)", f"count(up{{{c}}} == 1) or vector(0)"),
-                ("configured", f"vector({t.cache_replicas})"),), row),
+                ("up (scraped) {{job}}", f"count by (job) (up{{{c}}} == 1)"),
+                ("configured (all caches)", f"vector({sum(cache.replicas for cache in t.caches)})"),), row),
         ]
     return out
 

@@ -201,7 +201,8 @@ def format_outputs(outputs: dict) -> str:
         ("secondary", get("secondaryAddress") or "(not exported)"),
         ("LoadBalancer IP", lb or pending),
         ("/etc/hosts line", hosts or "(after the LoadBalancer has an IP)"),
-        ("mirror (Docker Hub cache)", get("mirrorAddress") or "(disabled)"),
+        ("caches (node address)", ", ".join(f"{host} {address}" for host, address in (outputs.get("mirrorAddress") or {}).items())
+         or "(none)"),
         ("bucket", get("bucketName")),
         ("region", get("region")),
         ("namespace", namespace),

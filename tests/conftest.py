@@ -29,6 +29,15 @@ def require_binary(name: str) -> str:
     return path
 
 
+def require_root(what: str) -> None:
+    """Tests that run a server as root (containerd). Not root: a failure under CI, a skip elsewhere."""
+    if os.geteuid() != 0:
+        message = f"{what} needs root (CI runs as root)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def require_registry(image: str = "registry:3.1.1") -> str:
     """The registry binary the sandbox runs for `image`: .tools/ for 3.x (bootstrap builds the default
     image's version), Debian's docker-registry for 2.8. Missing: a failure under CI, a skip elsewhere."""

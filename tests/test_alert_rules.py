@@ -82,7 +82,7 @@ CASES = {
         [
             check("RegistryAllReplicasDown", "15m", expect("RegistryAllReplicasDown", {}, "No docker-registry replica is up: pushes and pulls fail")),
             check("RegistryReplicasDown", "15m", expect("RegistryReplicasDown", {}, SUMMARY_REPLICAS.format(0))),
-            check("RegistryCacheDown", "15m", expect("RegistryCacheDown", {}, "The pull-through cache docker-registry-mirror is down")),
+            check("RegistryCacheDown", "15m", expect("RegistryCacheDown", {"job": "docker-registry-mirror-metrics"}, "The pull-through cache docker-registry-mirror-metrics is down")),
         ],
     ),
     "kube-state-metrics: ready < spec for 5m fires; equal is silent": (

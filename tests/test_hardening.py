@@ -91,10 +91,11 @@ def test_htpasswd_file_is_user_colon_bcrypt():
 # --------------------------------------------------------------------------- the component under mocks
 
 
-def registry_args(settings, role="private"):
+def registry_args(settings, role="private", cache=None):
     return RegistryArgs(
         settings=settings, role=role, namespace="registry", bucket_name="bucket-1", access_key_id="AKIA1",
-        secret_access_key=pulumi.Output.secret("s" * 40),        redis_address="registry-redis.registry.svc:6379", redis_password=pulumi.Output.secret("r" * 40),
+        secret_access_key=pulumi.Output.secret("s" * 40), redis_address="registry-redis.registry.svc:6379",
+        redis_password=pulumi.Output.secret("r" * 40), cache=cache,
     )
 
 
@@ -137,7 +138,8 @@ def test_component_generates_passwords_and_mounts_both():
 @pulumi.runtime.test
 def test_cache_stays_open_plain_http_with_both_keys_on():
     monitor = use_mocks("staging")
-    mirror = Registry("dockerhub-cache", registry_args(settings_for(**HARDENED), "mirror"))
+    settings = settings_for(**HARDENED)
+    mirror = Registry("dockerhub-cache", registry_args(settings, "mirror", settings.caches[0]))
     assert mirror.credentials is None and mirror.user_passwords == {}
 
     def check(args):

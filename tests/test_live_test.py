@@ -237,7 +237,7 @@ def test_passes_against_the_local_sandbox(servers, tmp_path):
         recorded = json.loads((state / "state.json").read_text())["components"]
         metrics = [f"127.0.0.1:{c['ports'][1]}" for c in recorded.values() if c["role"] == "registry"]
         assert len(metrics) == 3
-        args = ["--registry", status["endpoint"], "--mirror", status["mirror"]]
+        args = ["--registry", status["endpoint"], "--mirror", status["mirrors"]["docker.io"]]
         for address in metrics:
             args += ["--metrics", address]
         proc = run(args, timeout=120)

@@ -145,7 +145,7 @@ def test_one_setting_each(monitor):
 
 
 def test_without_the_cache_there_is_no_cache_alert_nor_panel():
-    settings = settings_for(**ON, mirrorEnabled="false")
+    settings = settings_for(**ON, mirrors="[]")
     names = [a.name for a in monitoring.alerts(settings)]
     assert names == [a for a in ALERTS if not a.startswith("RegistryCache")]
     board = monitoring.dashboard(settings)
@@ -234,7 +234,7 @@ def test_sandbox_prometheus_plan_scrape_config_and_state(tmp_path):
         ([sb.debug_address(n)], n) for n in ("registry-1", "registry-2", "registry-3")]
     assert jobs["docker-registry-mirror-metrics"][0]["labels"] == {
         "namespace": "registry", "service": "docker-registry-mirror-metrics", "endpoint": "metrics",
-        "container": "registry", "pod": "mirror"}
+        "container": "registry", "pod": "dockerhub-cache"}
     argv = prometheus.argv(sb, "prometheus", {})
     assert "--web.listen-address=127.0.0.1:40091" in argv
     assert f"--storage.tsdb.path={sb.state_dir / 'prometheus'}" in argv
@@ -247,3 +247,15 @@ def test_sandbox_prometheus_plan_scrape_config_and_state(tmp_path):
     assert "prometheus" not in plain.components
     plain.enable_prometheus()
     assert plain.components["prometheus"].ports == [40091]
+
+
+def test_each_cache_is_watched_on_its_own():
+    settings = settings_for(**ON, mirrors='[{"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror"},'
+                                          ' {"name": "ghcr", "host": "ghcr.io", "replicas": 2}]')
+    down = next(a for a in monitoring.alerts(settings) if a.name == "RegistryCacheDown")
+    # one series per cache, carrying its job, compared with its own replica count
+    assert down.expr.count("label_replace(") == 2
+    assert 'up{job="docker-registry-mirror-metrics",namespace="registry"} == 1) or vector(0)) < 1' in down.expr
+    assert 'up{job="ghcr-cache-metrics",namespace="registry"} == 1) or vector(0)) < 2' in down.expr
+    upstream = next(a for a in monitoring.alerts(settings) if a.name == "RegistryCacheUpstreamFailing")
+    assert 'job=~"docker-registry-mirror-metrics|ghcr-cache-metrics"' in upstream.expr and "sum by (namespace, job)" in upstream.expr

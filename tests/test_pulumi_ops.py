@@ -85,7 +85,7 @@ OUTPUTS = {
     "secondaryAddress": "37.60.241.150:30500",
     "loadBalancerAddress": "10.20.0.5",
     "hostsLine": "10.20.0.5 registry.neural-hive.local",
-    "mirrorAddress": "docker-registry-mirror.registry.svc.cluster.local:5000",
+    "mirrorAddress": {"docker.io": "10.43.12.7:5000", "ghcr.io": "10.43.0.61:5000"},
     "bucketName": "neural-hive-registry-staging-abc",
     "region": "us-east-1",
     "iamUserName": "registry-staging",
@@ -109,7 +109,7 @@ def test_deploy_yes_previews_then_ups_then_prints_addresses(project, capsys):
     assert "registry.neural-hive.local:5000" in out
     assert "10.20.0.5 registry.neural-hive.local" in out  # the /etc/hosts line
     assert "37.60.241.150:30500" in out
-    assert "docker-registry-mirror.registry.svc.cluster.local:5000" in out
+    assert "docker.io 10.43.12.7:5000, ghcr.io 10.43.0.61:5000" in out
 
 
 def test_deploy_without_lb_ip_says_how_to_get_it(project, capsys):

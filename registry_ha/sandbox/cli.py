@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="deploy-registry-ha.sh local",
-        description="The HA registry topology (S3, Redis, N replicas behind haproxy, the cache) on 127.0.0.1.",
+        description="The HA registry topology (S3, Redis, N replicas behind haproxy, one cache per upstream) on 127.0.0.1.",
     )
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--json", action="store_true", help="up/status: print the status as JSON")
@@ -47,10 +47,11 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"registry to run with the stack's config rendered for it: {default_registry_version()} "
                         "(default, the image the program deploys) or 2.8 (Debian's docker-registry 2.8.2)")
     upstreams = p.add_mutually_exclusive_group()
-    upstreams.add_argument("--upstream", default=None,
-                           help="upstream URL of the pull-through cache (default: a local stand-in on 127.0.0.1)")
+    upstreams.add_argument("--upstream", action="append", default=None, metavar="NAME=URL",
+                           help="the upstream of one cache (NAME: its mirrors name or host, e.g. dockerhub=http://127.0.0.1:5999); "
+                                "repeatable; a plain URL when the stack has one cache. Default: a local stand-in on 127.0.0.1")
     upstreams.add_argument("--real-upstreams", action="store_true",
-                           help="the cache proxies the stack's real upstream (Docker Hub): needs the internet")
+                           help="every cache proxies its real upstream (its remoteUrl: Docker Hub, ghcr.io, ...): needs the internet")
     p.add_argument("--auth", action="store_true",
                    help="authEnabled: htpasswd users (the stack's authUsers, default ci); passwords in <state-dir>/secrets.json")
     p.add_argument("--tls", action="store_true",
@@ -67,18 +68,16 @@ def _print_status(status: dict, as_json: bool) -> None:
         return
     print(f"registry (LB): {status['scheme']}://{status['endpoint']}  ({status['registry_image']})"
           + (f"  (auth: {', '.join(status['auth_users'])})" if status["auth_users"] else ""))
-    caches = [c for c in status["components"] if c["role"] == "mirror"]
-    if not caches:
-        print("cache:         (disabled)")
-    for cache in caches:
-        if cache["skipped"]:
-            print(f"cache:         skipped: {cache['skipped']}")
-        else:
-            print(f"cache:         {cache['address']} -> {status['mirror_upstream']}")
+    if not status["mirror_upstreams"]:
+        print("caches:        (none)")
+    for host, upstream in status["mirror_upstreams"].items():
+        address = status["mirrors"].get(host)
+        print(f"cache {host + ':':<20} {address or 'skipped'} -> {upstream}")
+    print(f"containerd:    ctr images pull --hosts-dir {status['certs_dir']} ...")
     for c in status["components"]:
         state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else ("skipped" if c["skipped"] else "stopped"))
         version = c["version"] or "-"
-        print(f"  {c['name']:<11} {c['role']:<10} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
+        print(f"  {c['name']:<15} {c['role']:<10} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
 
 
 def all_healthy(status: dict) -> bool:
@@ -113,7 +112,7 @@ def _up(args) -> int:
             f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
             f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
             f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
-            + (f" --mirror {status['mirror']}" if status["mirror"] else "")
+            + "".join(f" --mirror {address}" for address in list(status["mirrors"].values())[:1])
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
         )
         if sandbox.with_prometheus:

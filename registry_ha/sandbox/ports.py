@@ -11,13 +11,12 @@ class Ports:
     lb: int
     base: int
 
-    @property
-    def mirror(self) -> int:
-        return self.base
+    def cache(self, index: int) -> int:
+        """The index-th cache of `mirrors` (from 0): the first keeps base+0, the others base+60+2i."""
+        return self.base if index == 0 else self.base + 60 + 2 * index
 
-    @property
-    def mirror_debug(self) -> int:
-        return self.base + 1
+    def cache_debug(self, index: int) -> int:
+        return self.base + 1 if index == 0 else self.base + 61 + 2 * index
 
     @property
     def redis(self) -> int:

@@ -56,9 +56,12 @@ def scrape_config(sb: "Sandbox") -> dict:
     private_job = Names.for_registry(sb.settings, "private").metrics_service
     jobs.append({"job_name": private_job, "metrics_path": "/metrics",
                  "static_configs": [_target(sb, name, private_job) for name in sb.replica_names()]})
-    if "mirror" in sb.components:
-        cache_job = Names.for_registry(sb.settings, "mirror").metrics_service
-        jobs.append({"job_name": cache_job, "metrics_path": "/metrics", "static_configs": [_target(sb, "mirror", cache_job)]})
+    for cache in sb.settings.caches:
+        if cache.component_name not in sb.components:
+            continue
+        cache_job = Names.for_registry(sb.settings, "mirror", cache).metrics_service
+        jobs.append({"job_name": cache_job, "metrics_path": "/metrics",
+                     "static_configs": [_target(sb, cache.component_name, cache_job)]})
     return {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_TIMEOUT,
                    "evaluation_interval": SCRAPE_INTERVAL},

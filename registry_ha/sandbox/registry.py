@@ -1,10 +1,11 @@
-"""Registry processes: the private replicas and the pull-through cache, from the program's config.
+"""Registry processes: the private replicas and the pull-through caches, from the program's config.
 
 Each config is `build_registry_config` for the stack's settings with only addresses, endpoints
 and credentials replaced (the program's S3 bucket -> SeaweedFS, the Redis Service -> 127.0.0.1).
 The upstream stand-in is not part of the program: a plain filesystem registry on 127.0.0.1 that
-the cache proxies unless `--upstream` or `--real-upstreams` says otherwise, so `local up` never
-reaches off the machine by itself.
+every cache proxies unless `--upstream NAME=URL` or `--real-upstreams` says otherwise, so
+`local up` never reaches off the machine by itself. It logs every request (the access log), so
+tests can tell the caches' requests (Go-http-client) from a client's.
 """
 from __future__ import annotations
 
@@ -33,22 +34,27 @@ def role_of(sb: "Sandbox", name: str) -> str:
     return "mirror" if sb.components[name].role == "mirror" else "private"
 
 
+def cache_of(sb: "Sandbox", name: str):
+    return sb.cache_of(name) if role_of(sb, name) == "mirror" else None
+
+
 def config(sb: "Sandbox", name: str, credentials=None) -> dict:
-    """The rendered config of one registry process (a replica or the cache)."""
+    """The rendered config of one registry process (a replica or a cache)."""
     comp = sb.components[name]
     role = role_of(sb, name)
+    cache = cache_of(sb, name)
     endpoints = dataclasses.replace(
-        sb.endpoints(comp.address, sb.debug_address(name)),
+        sb.endpoints(comp.address, sb.debug_address(name), cache=cache),
         config_dir=str(sb.config_dir / name),
     )
-    if role == "private":  # as in the program: the cache stays anonymous plain HTTP
+    if role == "private":  # as in the program: the caches stay anonymous plain HTTP
         endpoints = dataclasses.replace(
             endpoints,
             htpasswd_path=str(sb.config_dir / "htpasswd") if sb.auth else None,
             tls_certificate=str(sb.tls_dir / "server.crt") if sb.tls else None,
             tls_key=str(sb.tls_dir / "server.key") if sb.tls else None,
         )
-    document = build_registry_config(sb.settings, role, endpoints, credentials or sb.credentials())
+    document = build_registry_config(sb.settings, role, endpoints, credentials or sb.credentials(), cache=cache)
     if sb.settings.registry.schema == "v2":
         seaweedfs_workaround_v2(document)
     return document
@@ -70,23 +76,23 @@ def write_configs(sb: "Sandbox") -> None:
         directory = sb.config_dir / name
         directory.mkdir(parents=True, exist_ok=True)
         write_private(directory / "config.yml", dump_config(config(sb, name)))
-        files = secret_files(sb.settings, role_of(sb, name))
+        cache = cache_of(sb, name)
+        files = secret_files(sb.settings, role_of(sb, name), cache=cache)
         if CREDENTIAL_HELPER_KEY in files:
-            endpoints = dataclasses.replace(sb.endpoints(comp.address, ""), config_dir=str(directory))
+            endpoints = dataclasses.replace(sb.endpoints(comp.address, "", cache=cache), config_dir=str(directory))
             write_private(directory / CREDENTIAL_HELPER_KEY,
-                          credential_helper_script(sb.settings, "v3", endpoints), mode=0o700)
+                          credential_helper_script(cache, "v3", endpoints), mode=0o700)
         if UPSTREAM_CREDENTIALS_KEY in files:
-            password = sb.upstream_password()
+            password = sb.upstream_password(cache)
             if password is not None:
-                write_private(directory / UPSTREAM_CREDENTIALS_KEY,
-                              upstream_credentials_json(sb.settings.mirror.username, password))
+                write_private(directory / UPSTREAM_CREDENTIALS_KEY, upstream_credentials_json(cache.username, password))
     if sb.upstream_stand_in:
         data = sb.state_dir / "upstream"
         address = sb.components["upstream"].address
         write_private(sb.config_dir / "upstream.yml", textwrap.dedent(f"""\
             # Not part of the program: a local stand-in for the caches' upstream (Docker Hub, ...).
             version: 0.1
-            log: {{level: warn}}
+            log: {{level: warn, accesslog: {{disabled: false}}}}
             storage: {{filesystem: {{rootdirectory: {data}}}, delete: {{enabled: true}}}}
             http: {{addr: {address}}}
             """))

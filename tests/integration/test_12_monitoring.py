@@ -37,7 +37,9 @@ def prom(sandbox):
         targets = prometheus.api(address, "targets")["activeTargets"]
         return sorted(t["labels"]["pod"] for t in targets if t["health"] == "up")
 
-    assert procs.wait_until(lambda: scraped() == ["mirror", "registry-1", "registry-2", "registry-3"], 20, 0.5), scraped()
+    caches = [c.component_name for c in sandbox.settings.caches]
+    expected = sorted([*caches, *sandbox.replica_names()])
+    assert procs.wait_until(lambda: scraped() == expected, 20, 0.5), scraped()
     yield address
     sandbox.stop("prometheus")
 
@@ -60,7 +62,7 @@ def test_every_dashboard_query_returns_series_after_pushes_and_pulls(sandbox, pr
     assert push(skopeo_bin, image, upstream, "library/dashboard").returncode == 0
     for i in range(3):  # the LB spreads these over the replicas; the cache: one cold pull, then warm ones
         assert pull_dir(skopeo_bin, sandbox.endpoint, "it/dashboard:v1", workdir / f"lb{i}").returncode == 0
-        assert pull_dir(skopeo_bin, sandbox.mirror_address, "library/dashboard:v1", workdir / f"cache{i}").returncode == 0
+        assert pull_dir(skopeo_bin, sandbox.mirror_address(), "library/dashboard:v1", workdir / f"cache{i}").returncode == 0
 
     board = monitoring.dashboard(sandbox.settings)
     rate_interval = f"{4 * int(prometheus.SCRAPE_INTERVAL.rstrip('s'))}s"  # Grafana's $__rate_interval: 4 scrapes
@@ -92,7 +94,7 @@ def test_every_dashboard_query_returns_series_after_pushes_and_pulls(sandbox, pr
 
 def test_registries_run_without_trace_export_errors(sandbox, prom):
     """The program's Deployment sets OTEL_TRACES_EXPORTER=none; the sandbox's registries get it too."""
-    for name in (*sandbox.replica_names(), "mirror"):
+    for name in (*sandbox.replica_names(), *(c.component_name for c in sandbox.settings.caches)):
         assert "traces export" not in sandbox.log_path(name).read_text(errors="replace"), name
 
 

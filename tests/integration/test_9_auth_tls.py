@@ -97,7 +97,7 @@ def test_sandbox_runs_both(hardened):
     config = hardened.registry_config("registry-1")
     assert config["auth"]["htpasswd"]["realm"] == "registry-ha"
     assert config["http"]["tls"]["minimumtls"] == "tls1.2"
-    assert "auth" not in hardened.registry_config("mirror") and "tls" not in hardened.registry_config("mirror")["http"]
+    assert "auth" not in hardened.registry_config("dockerhub-cache") and "tls" not in hardened.registry_config("dockerhub-cache")["http"]
     htpasswd = (hardened.state_dir / "config" / "htpasswd").read_text()
     assert [line.split(":", 1)[0] for line in htpasswd.splitlines()] == sorted(USERS)
     assert not [p for p in hardened.user_passwords().values() if p in htpasswd]  # bcrypt hashes only
@@ -175,7 +175,7 @@ def test_clients_that_do_not_trust_the_ca_fail(hardened, skopeo_bin, workdir):
 
 
 def test_cache_stays_anonymous_plain_http(hardened):
-    status, _, _ = imagetools.http_request(f"http://{hardened.mirror_address}/v2/", timeout=5)
+    status, _, _ = imagetools.http_request(f"http://{hardened.mirror_address()}/v2/", timeout=5)
     assert status == 200
 
 
