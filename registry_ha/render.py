@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from registry_ha.exit_codes import FAILURE, USAGE
 from registry_ha.mock_engine import REPO_ROOT, ProgramRun, normalize, redact_secrets, run_program, unwrap_secrets
 from registry_ha.settings import SettingsError
 from registry_ha.stacks import check_no_collision, read_stack_file, unknown_provider_keys
@@ -22,7 +23,7 @@ from registry_ha.stacks import check_no_collision, read_stack_file, unknown_prov
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
+        self.exit(USAGE, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
 
 
 def render_documents(run: ProgramRun, show_secrets: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -84,8 +85,12 @@ def main(argv: list[str]) -> int:
         run = run_program(args.stack)
     except SettingsError as error:
         sys.stderr.write(f"error: {error}\n")
-        return 2
-    written = write_render(run, out, args.show_secrets)
+        return USAGE
+    try:
+        written = write_render(run, out, args.show_secrets)
+    except OSError as error:
+        sys.stderr.write(f"error: render: cannot write {out}: {error.strerror or error}\n")
+        return FAILURE
     kubernetes = sum(1 for r in run.resources if r.custom and r.type.startswith("kubernetes:"))
     aws = sum(1 for r in run.resources if r.custom and r.type.startswith("aws:"))
     print(f"rendered {args.stack}: {kubernetes} Kubernetes objects, {aws} AWS resources -> {out}")

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from registry_ha.exit_codes import DONE, FAILURE, USAGE
 from registry_ha.sandbox.core import (
     DEFAULT_LB_PORT,
     DEFAULT_PORT_BASE,
@@ -16,13 +17,14 @@ from registry_ha.sandbox.core import (
     Sandbox,
     SandboxError,
 )
+from registry_ha.sandbox.errors import SandboxUsageError
 from registry_ha.settings import SettingsError
 from registry_ha.toolchain import default_registry_version
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: local: {message}\n{self.format_usage()}")
+        self.exit(USAGE, f"error: local: {message}\n{self.format_usage()}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +112,7 @@ def _up(args) -> int:
             + (f" --mirror {status['mirror']}" if status["mirror"] else "")
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
         )
-    return 0 if all_healthy(status) else 1
+    return DONE if all_healthy(status) else FAILURE
 
 
 def main(argv: list[str]) -> int:
@@ -122,20 +124,20 @@ def main(argv: list[str]) -> int:
         if args.action == "down":
             if sandbox is None:
                 sys.stderr.write(f"local: nothing recorded in {args.state_dir}; nothing to stop\n")
-                return 0
+                return DONE
             stopped = sandbox.down()
             sys.stderr.write(f"local: down ({len(stopped)} process(es) stopped; data kept in {sandbox.state_dir})\n")
-            return 0
+            return DONE
         if sandbox is None:  # status of a sandbox never started: what `up` would run, all stopped
             sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base,
                               auth=args.auth, tls=args.tls, registry_version=args.registry_version,
                               upstream=args.upstream, real_upstreams=args.real_upstreams)
         status = sandbox.status()
         _print_status(status, args.json)
-        return 0 if all_healthy(status) else 1
-    except SettingsError as exc:
+        return DONE if all_healthy(status) else FAILURE
+    except (SettingsError, SandboxUsageError) as exc:
         sys.stderr.write(f"local: error: {exc}\n")
-        return 2
+        return USAGE
     except SandboxError as exc:
         sys.stderr.write(f"local: error: {exc}\n")
-        return 1
+        return FAILURE

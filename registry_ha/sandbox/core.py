@@ -28,7 +28,7 @@ from typing import Optional
 from registry_ha.registry_config import Credentials, Endpoints
 from registry_ha.sandbox import lb, procs, redis, registry, s3
 from registry_ha.sandbox.binaries import binary_version, lane_image, resolve_binaries
-from registry_ha.sandbox.errors import SandboxError
+from registry_ha.sandbox.errors import SandboxError, SandboxUsageError
 from registry_ha.sandbox.ports import Ports
 from registry_ha.sandbox.secrets import load_or_create_secrets, load_or_create_user_passwords
 from registry_ha.sandbox.tls import make_tls
@@ -115,7 +115,7 @@ class Sandbox:
         self.auth = self.settings.access.auth_enabled
         self.tls = self.settings.access.tls
         if self.settings.registry.replicas > MAX_REPLICAS:
-            raise SandboxError(f"the sandbox runs at most {MAX_REPLICAS} replicas")
+            raise SandboxUsageError(f"registry-ha:replicas: the sandbox runs at most {MAX_REPLICAS} replicas")
         self.upstream_stand_in = self.settings.mirror.enabled and upstream is None and not real_upstreams
         self.upstream = upstream or (f"http://127.0.0.1:{self.ports.upstream}" if self.upstream_stand_in else None)
         self.components: dict[str, Component] = {}
