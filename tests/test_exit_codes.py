@@ -127,7 +127,7 @@ def test_exit_code(repo, tmp_path, request, name, kind, argv, fake, first_line):
     holders = []
     try:
         if name.endswith("local") and kind == "runtime":
-            from tests.integration.conftest import free_port_base
+            from registry_ha.sandbox.ports import free_port_base
 
             require_binary("redis-server"), require_binary("haproxy")
             base = free_port_base()

@@ -18,6 +18,7 @@ from registry_ha.sandbox.core import (
     SandboxError,
 )
 from registry_ha.sandbox.errors import SandboxUsageError
+from registry_ha.sandbox.ports import PORT_BASE_RANGE
 from registry_ha.settings import SettingsError
 from registry_ha.toolchain import default_registry_version
 
@@ -25,6 +26,19 @@ from registry_ha.toolchain import default_registry_version
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
         self.exit(USAGE, f"error: local: {message}\n{self.format_usage()}")
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port from 1 to 65535 (got {value!r})")
+    return int(value)
+
+
+def _port_base(value: str) -> int:
+    low, high = PORT_BASE_RANGE
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise argparse.ArgumentTypeError(f"an integer from {low} to {high}, so every planned port is valid (got {value!r})")
+    return int(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,12 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="up/status: print the status as JSON")
     p.add_argument("--stack", default="staging", help="stack whose Pulumi.<stack>.yaml is rendered (default staging)")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="data, configs, secrets, logs (default .sandbox/)")
-    p.add_argument("--port", type=int, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
+    p.add_argument("--port", type=_port, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
     p.add_argument(
         "--port-base",
-        type=int,
+        type=_port_base,
         default=DEFAULT_PORT_BASE,
-        help="every other port is base+0..99 (and base+10058 for weed's admin gRPC); default 25000",
+        help="every other port is base+0..99 (and base-9942 for weed's admin); default 25000",
     )
     p.add_argument("--registry-version", default=None,
                    help=f"registry to run with the stack's config rendered for it: {default_registry_version()} "

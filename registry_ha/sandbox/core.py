@@ -355,7 +355,7 @@ class Sandbox:
         busy = [port for port in comp.ports if not procs.port_free(port)]
         if busy:
             raise SandboxError(
-                f"{name}: port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use; "
+                f"{name}: port(s) {', '.join(procs.port_busy_reason(p) for p in busy)} on 127.0.0.1 already in use; "
                 "choose other ports with --port-base / --port"
             )
         kind = KINDS[comp.role]
