@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(docker-registry redis-server haproxy skopeo git openssl curl ca-certificates python3-venv)
+APT_PACKAGES=(docker-registry redis-server haproxy skopeo git openssl curl ca-certificates python3-venv iproute2)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
