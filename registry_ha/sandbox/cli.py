@@ -124,6 +124,7 @@ def _up(args) -> int:
             f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
             f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
             + (f" --mirror {status['mirror']}" if status["mirror"] else "")
+            + " --no-kubectl"  # the sandbox has no pods; kubectl's current context is some cluster
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
         )
     return DONE if all_healthy(status) else FAILURE
