@@ -39,7 +39,7 @@ HISTORY_PAGE_SIZE = 500  # rollback looks this far back (pulumi's default page i
 INSTALL_HINT = "install it: curl -fsSL https://get.pulumi.com | sh (then open a new shell)"
 LOGIN_HINT = (
     "log in to the state backend: pulumi login s3://<state-bucket>/registry-ha "
-    "(or set PULUMI_BACKEND_URL; see the README's Operations section)"
+    "(or set PULUMI_BACKEND_URL; see the README's Deploy section)"
 )
 
 

@@ -82,7 +82,7 @@ def test_storage_production_creates_a_rotating_kms_key_and_grants_it(monitor):
 
     def check(args):
         (key, encryption, user_policy, versioning, lifecycle), key_arn = args
-        assert key["enableKeyRotation"] is True
+        assert key["enableKeyRotation"] is True and key["deletionWindowInDays"] == 30
         (rule,) = encryption["rules"]
         assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": key_arn}
         assert rule["bucketKeyEnabled"] is True

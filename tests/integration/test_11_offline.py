@@ -1,12 +1,13 @@
-"""11. Offline: the real `local up` in a fresh network namespace that has only loopback exits 0, `status`
-then exits 0 with every component healthy (the cache in front of its local stand-in), and nothing
-tried to leave 127.0.0.1.
+"""11. Offline: the README's quick start, verbatim, in a fresh clone inside a network namespace that has
+only loopback. `local up` exits 0, every line of the quick start works (a push, pulls through the LB and
+the cache, test-registry-ha.sh), `status` exits 0 with every component healthy (the cache in front of
+its local stand-in), and nothing tried to leave 127.0.0.1.
 
 The proof is the kernel's own count: in a namespace with no route off the machine, every attempt to
 reach another address (a TCP connect, a UDP send or connect, a DNS query to the nameserver, here a
-TEST-NET address so that a lookup is such an attempt) fails with ENETUNREACH and is counted in
-/proc/net/snmp's Ip OutNoRoutes (Ip6OutNoRoutes for IPv6). The counters must not move during
-up/status/down, and the control at the end (one connect, one lookup) shows that they do move.
+TEST-NET address so that any lookup is such an attempt) fails with ENETUNREACH and is counted in
+/proc/net/snmp's Ip OutNoRoutes (Ip6OutNoRoutes for IPv6). The counters must not move during the quick
+start, and the control at the end (one connect, one lookup) shows that they do move.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, require_binary
+from conftest import IN_CI, copy_repo, require_binary
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import Sandbox
 
@@ -27,9 +28,17 @@ from .conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
-DEPLOY = REPO_ROOT / "scripts" / "deploy-registry-ha.sh"
 # what a process logs when it tried to reach a name or an address beyond loopback
 OFF_MACHINE = re.compile(r"lookup \S+|no such host|network is unreachable|dial (tcp|udp)\S* (?!127\.0\.0\.1)", re.I)
+QUICK_START = re.compile(r"<!-- checked: quick-start .*?-->\n```bash\n(?P<lines>.*?)```\n<!-- end checked: quick-start -->", re.S)
+
+
+def quick_start() -> list[str]:
+    """The README's quick-start commands, as an operator would paste them (comments dropped)."""
+    match = QUICK_START.search((REPO_ROOT / "README.md").read_text())
+    assert match, "README.md has no checked quick-start block"
+    lines = [line.split("  #")[0].strip() for line in match.group("lines").splitlines()]
+    return [line for line in lines if line]
 
 
 def no_route_counts(path: Path) -> tuple[int, int]:
@@ -40,31 +49,38 @@ def no_route_counts(path: Path) -> tuple[int, int]:
     return int(values[header.index("OutNoRoutes")]), ipv6
 
 
-def test_local_up_offline_reaches_nothing_beyond_loopback(bins, tmp_path):
+def test_the_readme_quick_start_works_offline_and_stays_on_loopback(bins, tmp_path):
     unshare, ip = require_binary("unshare"), require_binary("ip")
     if os.geteuid() != 0:  # a network and a mount namespace of its own need root (CI runs as root)
         (pytest.fail if IN_CI else pytest.skip)("needs root for unshare --net --mount")
-    resolv = tmp_path / "resolv.conf"
+    commands = quick_start()
+    assert commands[0] == "./scripts/deploy-registry-ha.sh local up" and len(commands) >= 6
+    clone = copy_repo(tmp_path / "clone")
+    resolv, out = tmp_path / "resolv.conf", tmp_path / "out"
     resolv.write_text("nameserver 192.0.2.53\n")  # TEST-NET-1: any lookup is an off-machine attempt
-    state, out = tmp_path / "sandbox", tmp_path / "out"
     out.mkdir()
+    steps = "\n".join(f"{command} > {out}/step{i}.out 2>&1 || {{ echo $? > {out}/failed; echo {i} >> {out}/failed; exit 1; }}"
+                      for i, command in enumerate(commands))
     script = f"""
         set -u
         {ip} link set lo up || exit 90
         mount --bind {resolv} /etc/resolv.conf || exit 91
+        cd {clone}
         cat /proc/net/snmp /proc/net/snmp6 > {out}/before
-        {DEPLOY} local up --state-dir {state} > {out}/up.out 2> {out}/up.err; echo $? > {out}/up.rc
-        {DEPLOY} local status --json --state-dir {state} > {out}/status.json 2> {out}/status.err; echo $? > {out}/status.rc
-        {DEPLOY} local down --state-dir {state} > /dev/null 2> {out}/down.err; echo $? > {out}/down.rc
+        ( {steps}
+        )
+        ./scripts/deploy-registry-ha.sh local status --json > {out}/status.json 2> {out}/status.err; echo $? > {out}/status.rc
+        ./scripts/deploy-registry-ha.sh local down > /dev/null 2> {out}/down.err; echo $? > {out}/down.rc
         cat /proc/net/snmp /proc/net/snmp6 > {out}/after
         {sys.executable} -c "import socket; socket.socket().connect(('192.0.2.1', 80))" 2> /dev/null
         getent hosts registry-1.docker.io > /dev/null
         cat /proc/net/snmp /proc/net/snmp6 > {out}/control
     """
     env = {"PATH": procs.SAFE_PATH, "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    state = clone / ".sandbox"  # local up's default state directory, in the clone
     try:
         proc = subprocess.run([unshare, "--net", "--mount", "sh", "-c", script], env=env, capture_output=True,
-                              text=True, timeout=300)
+                              text=True, timeout=400)
     finally:
         sandbox = Sandbox.from_state(state)  # whatever happened inside, stop what up recorded
         if sandbox is not None:
@@ -74,17 +90,23 @@ def test_local_up_offline_reaches_nothing_beyond_loopback(bins, tmp_path):
     def read(name: str) -> str:
         return (out / name).read_text()
 
-    assert read("up.rc").strip() == "0", read("up.err")
+    if (out / "failed").exists():
+        code, step = read("failed").split()
+        pytest.fail(f"quick-start line {commands[int(step)]!r} exited {code}:\n{read(f'step{step}.out')[-3000:]}")
     status = json.loads(read("status.json"))
     assert read("status.rc").strip() == "0", status
     assert read("down.rc").strip() == "0", read("down.err")
     assert all(c["healthy"] and c["skipped"] is None for c in status["components"]), status
     assert {c["role"] for c in status["components"]} == {"s3", "redis", "registry", "upstream", "mirror", "lb"}
+    assert (status["endpoint"], status["mirror"]) == ("127.0.0.1:5000", "127.0.0.1:25000")  # the README's addresses
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", status["mirror_upstream"]), status
-    assert f"cache:         {status['mirror']} -> {status['mirror_upstream']}" in read("up.out")
+    up = read("step0.out")
+    assert f"cache:         {status['mirror']} -> {status['mirror_upstream']}" in up
+    live_test = next(read(f"step{i}.out") for i, c in enumerate(commands) if c.startswith("./scripts/test-registry-ha.sh"))
+    assert "RESULT PASS" in live_test and "PASS  mirror" in live_test, live_test
 
     before, after, control = (no_route_counts(out / name) for name in ("before", "after", "control"))
-    assert after == before, f"attempts to leave 127.0.0.1 during up/status/down (IPv4, IPv6): {before} -> {after}"
+    assert after == before, f"attempts to leave 127.0.0.1 during the quick start (IPv4, IPv6): {before} -> {after}"
     assert control[0] >= after[0] + 2, "the control connect and lookup were not counted: the proof proves nothing"
 
     logged = {log.name: [line for line in log.read_text(errors="replace").splitlines() if OFF_MACHINE.search(line)]
