@@ -1,4 +1,4 @@
-"""11. Offline: the README's quick start, verbatim, in a fresh clone inside a network namespace that has
+"""14. Offline: the README's quick start, verbatim, in a fresh clone inside a network namespace that has
 only loopback. `local up` exits 0, every line of the quick start works (a push, pulls through the LB and
 the cache, test-registry-ha.sh), `status` exits 0 with every component healthy (the cache in front of
 its local stand-in), and nothing tried to leave 127.0.0.1.

@@ -1,4 +1,4 @@
-"""10. A fresh clone with a stack of the operator's own: add Pulumi.dev.yaml (its own cluster), then
+"""13. A fresh clone with a stack of the operator's own: add Pulumi.dev.yaml (its own cluster), then
 `render dev`, `deploy dev --yes` (through the stand-in pulumi) and `local up --stack dev` all work, with
 dev's own values, from the clone's scripts."""
 from __future__ import annotations
