@@ -23,6 +23,8 @@ from bench.env import BenchEnv
 from bench.stats import fmt, format_table, markdown_table, target_mark
 from registry_ha.sandbox.binaries import COMPAT_VERSION
 from registry_ha.toolchain import default_registry_version
+from registry_ha.exit_codes import DONE, FAILURE, USAGE
+from registry_ha.sandbox.errors import SandboxError
 
 BENCH_DIR = Path(__file__).resolve().parent
 MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite")
@@ -107,11 +109,42 @@ def table_rows(results: dict) -> list[list[str]]:
     return rows
 
 
-def run(args: argparse.Namespace, out=sys.stderr) -> dict:
-    selected = [m.strip() for m in args.only.split(",") if m.strip()] or list(MEASURES)
+class UsageError(Exception):
+    """A bad argument or stack: one line, exit 2 (registry_ha.exit_codes)."""
+
+
+def selected_measures(only: str) -> list[str]:
+    selected = [m.strip() for m in only.split(",") if m.strip()] or list(MEASURES)
     unknown = [m for m in selected if m not in MEASURES]
     if unknown:
-        raise SystemExit(f"bench: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+        raise UsageError(f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+    return selected
+
+
+def check_stack(stack: str) -> None:
+    """The stack the sandbox renders exists and its config is valid (before minutes of measuring)."""
+    from registry_ha.sandbox.core import stack_config
+    from registry_ha.settings import SettingsError, load_settings
+
+    try:
+        raw, region, _ = stack_config(stack)
+        load_settings(raw, stack, aws_region=region)
+    except SettingsError as exc:
+        raise UsageError(f"--stack: {exc}") from None
+
+
+def load_result(path: str) -> dict:
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--render {path}: not a readable result file ({exc})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("measures"), dict):
+        raise UsageError(f"--render {path}: not a bench result (no \"measures\")")
+    return results
+
+
+def run(args: argparse.Namespace, out=sys.stderr) -> dict:
+    selected = selected_measures(args.only)
     started = dt.datetime.now(dt.timezone.utc)
     results: dict = {
         "date": started.isoformat(timespec="seconds"),
@@ -183,15 +216,29 @@ def _terminate(signum, _frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.render:
-        _print(json.loads(Path(args.render).read_text()), args.markdown)
-        return 0
+    args = _parser().parse_args(argv)  # argparse: usage errors exit 2
+    try:
+        if args.render:
+            _print(load_result(args.render), args.markdown)
+            return DONE
+        selected_measures(args.only)
+        check_stack(args.stack)
+    except UsageError as exc:
+        sys.stderr.write(f"bench: error: {exc}\n")
+        return USAGE
+    try:  # before minutes of measuring, not after
+        (BENCH_DIR / "results").mkdir(exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"bench: error: cannot write results to {BENCH_DIR / 'results'}: {exc.strerror or exc}\n")
+        return FAILURE
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
-    results = run(args)
+    try:
+        results = run(args)
+    except (SandboxError, RuntimeError, OSError) as exc:  # the sandbox did not come up: nothing was measured
+        sys.stderr.write(f"bench: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
+        return FAILURE
     stamp = dt.datetime.fromisoformat(results["date"]).strftime("%Y%m%dT%H%M%SZ")
-    (BENCH_DIR / "results").mkdir(exist_ok=True)
     text = json.dumps(results, indent=2, default=str) + "\n"
     path = BENCH_DIR / "results" / f"{stamp}.json"
     path.write_text(text)
@@ -201,4 +248,4 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}" + ("" if args.no_latest else " (and bench/latest.json)"))
     failed = [m for m in results["measures"].values()
               if "error" in m or any("error" in lane for lane in m.get("lanes", {}).values())]
-    return 1 if failed else 0
+    return FAILURE if failed else DONE

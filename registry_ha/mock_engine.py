@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
 import runpy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -203,7 +205,7 @@ def run_program(
     runtime_config.set_all_config(config, sorted(secret_keys or set()))
     mocks = mocks or RegistryMocks(region=region)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=_engine_log())
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()
 
@@ -221,6 +223,19 @@ def run_program(
 
     _sync_await(run_pulumi_func(evaluate))
     return ProgramRun(stack=stack, resources=monitor.recorded, outputs=exported, secret_outputs=secret_outputs)
+
+
+def _engine_log() -> logging.Logger:
+    """The program's pulumi.log messages, as the CLI shows them: `warning: ...` on stderr (info and debug dropped)."""
+    logger = logging.getLogger("registry-ha.program")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.addFilter(lambda record: setattr(record, "levelname", record.levelname.lower()) or True)
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    return logger
 
 
 def is_secret_wrapper(value: Any) -> bool:

@@ -23,9 +23,10 @@ from pathlib import Path
 import yaml
 
 from registry_ha.containerd import CERTS_D, NodeFiles, cluster_endpoints, docker_daemon_json, node_files
+from registry_ha.exit_codes import FAILURE, USAGE
 from registry_ha.mock_engine import REPO_ROOT, ProgramRun, normalize, redact_secrets, run_program, unwrap_secrets
 from registry_ha.settings import Settings, SettingsError, load_settings
-from registry_ha.stacks import check_no_collision, read_stack_file, unknown_provider_keys
+from registry_ha.stacks import check_no_collision, read_stack_file
 
 NODES_DIR = "nodes"
 DOCKER_DAEMON_FILE = "docker-daemon.json"
@@ -33,7 +34,7 @@ DOCKER_DAEMON_FILE = "docker-daemon.json"
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
+        self.exit(USAGE, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
 
 
 def render_documents(run: ProgramRun, show_secrets: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -118,15 +119,17 @@ def main(argv: list[str]) -> int:
     out = args.out or REPO_ROOT / "build" / args.stack
     try:
         config, secret_keys = read_stack_file(args.stack)
-        for warning in unknown_provider_keys(config):
-            sys.stderr.write(f"warning: {warning}\n")
         check_no_collision(args.stack)
-        run = run_program(args.stack)
+        run = run_program(args.stack)  # the program warns about provider-key typos, as under `pulumi up`
         settings = load_settings(config, args.stack, secret_keys, aws_region=config.get("aws:region"))
     except SettingsError as error:
         sys.stderr.write(f"error: {error}\n")
-        return 2
-    written = write_render(run, out, args.show_secrets, settings)
+        return USAGE
+    try:
+        written = write_render(run, out, args.show_secrets, settings)
+    except OSError as error:
+        sys.stderr.write(f"error: render: cannot write {out}: {error.strerror or error}\n")
+        return FAILURE
     kubernetes = sum(1 for r in run.resources if r.custom and r.type.startswith("kubernetes:"))
     aws = sum(1 for r in run.resources if r.custom and r.type.startswith("aws:"))
     print(f"rendered {args.stack}: {kubernetes} Kubernetes objects, {aws} AWS resources -> {out}")

@@ -182,5 +182,5 @@ def unknown_provider_keys(config: dict[str, Any]) -> list[str]:
             continue
         close = difflib.get_close_matches(name, sorted(keys), n=1, cutoff=0.7)
         hint = f"; did you mean {namespace}:{close[0]}?" if close else ""
-        warnings.append(f"{full_key}: not a {namespace} provider setting, it would be ignored{hint}")
+        warnings.append(f"{full_key}: not a setting of the {namespace} provider, which would ignore it{hint}")
     return warnings

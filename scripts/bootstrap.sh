@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(docker-registry redis-server haproxy prometheus skopeo git openssl curl ca-certificates python3-venv busybox)
+APT_PACKAGES=(docker-registry redis-server haproxy prometheus skopeo git openssl curl ca-certificates python3-venv busybox iproute2)
 # containerd (and ctr) for the node tests, which start their own daemon as root. A machine that
 # already has one (Docker's containerd.io conflicts with Debian's package) keeps it.
 command -v containerd >/dev/null 2>&1 || APT_PACKAGES+=(containerd)

@@ -16,8 +16,9 @@ import pulumi
 import pytest
 
 from registry_ha import mock_engine
-from registry_ha.mock_engine import load_stack_config, run_program
+from registry_ha.mock_engine import is_secret_wrapper, load_stack_config, run_program, unwrap_secrets
 from registry_ha.settings import SettingsError
+from registry_ha.stacks import SECURE_PLACEHOLDER
 
 from conftest import REPO_ROOT
 
@@ -196,6 +197,12 @@ BAD_CONFIGS = [
      "registry-ha:redisImage: an image pinned to a tag other than latest, or a digest (got 'redis')"),
     ("source-ranges-without-lb", "staging", {"loadBalancerProvider": "none", "loadBalancerSourceRanges": '["10.0.0.0/8"]'}, (),
      "registry-ha:loadBalancerSourceRanges: only with a loadBalancerProvider other than none (got ['10.0.0.0/8'])"),
+    # a pool the aws/gcp/azure annotations would never name: refused rather than ignored
+    ("metallb-pool-without-metallb", "staging", {"loadBalancerProvider": "aws", "metallbAddressPool": "internal"}, (),
+     "registry-ha:metallbAddressPool: only with loadBalancerProvider: metallb (got 'internal')"),
+    ("auth-too-many-users", "production", {"authEnabled": "true", "authUsers": json.dumps([f"u{i}" for i in range(1, 22)])}, (),
+     "registry-ha:authUsers: at most 20 user names "
+     "(got \"['u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8', 'u9', 'u10', 'u11', 'u12', '...\")"),
 ]
 
 
@@ -231,6 +238,15 @@ def evaluate(stack: str, changes: dict, secret: tuple = ()):
 def test_the_table_is_big_enough_and_distinct():
     assert len(BAD_CONFIGS) >= 20
     assert len({case[0] for case in BAD_CONFIGS}) == len(BAD_CONFIGS)
+
+
+def test_the_limits_themselves_are_accepted():
+    """Controls of the cases above: 20 users, and a pool with metallb, pass."""
+    twenty = json.dumps([f"u{i}" for i in range(1, 21)])
+    for stack, changes in (("production", {"authEnabled": "true", "authUsers": twenty}),
+                           ("staging", {"loadBalancerProvider": "metallb", "metallbAddressPool": "internal"})):
+        error, registered = evaluate(stack, changes)
+        assert error is None and "kubernetes:apps/v1:Deployment" in registered, error
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -335,11 +351,13 @@ def test_a_secure_value_in_the_stack_file_is_accepted(tmp_path):
         """)
     config, secret_keys = load_stack_config("staging", repo_root=tmp_path)
     assert secret_keys == {"registry-ha:mirrorPasswords"}
+    assert SECURE_PLACEHOLDER in config["registry-ha:mirrorPasswords"]  # only the secrets provider can decrypt it
     run = run_program("staging", config=config, secret_keys=secret_keys)
-    assert run.one("kubernetes:apps/v1:Deployment", "dockerhub-cache-deployment")
     assert run.one("kubernetes:apps/v1:Deployment", "ghcr-cache-deployment")
     secret = run.one("kubernetes:core/v1:Secret", "dockerhub-cache-config")
-    assert "upstream-credentials.json" in str(secret.inputs)
+    assert is_secret_wrapper(secret.inputs["stringData"])  # the value travels as a Pulumi secret
+    credentials = json.loads(unwrap_secrets(secret.inputs)["stringData"]["upstream-credentials.json"])
+    assert credentials["Username"] == "neuralhive" and credentials["Secret"]
 
 
 # --------------------------------------------------------------------------- the render command, end to end

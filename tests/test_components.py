@@ -12,6 +12,7 @@ from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import RedisCache, RedisCacheArgs
 from components.registry import Registry, RegistryArgs
 from components.storage import RegistryStorage, RegistryStorageArgs
+from registry_ha.registry_config import config_checksum
 from registry_ha.settings import load_settings
 from tests.mocking import registered, settings_for, use_mocks
 
@@ -82,7 +83,7 @@ def test_storage_production_creates_a_rotating_kms_key_and_grants_it(monitor):
 
     def check(args):
         (key, encryption, user_policy, versioning, lifecycle, policy), key_arn = args
-        assert key["enableKeyRotation"] is True
+        assert key["enableKeyRotation"] is True and key["deletionWindowInDays"] == 30
         bucket_arn = "arn:aws:s3:::" + bucket_name_from(policy)
         statements = statements_of(policy["policy"])
         assert set(statements) == {"DenyInsecureTransport", "DenyOtherKmsKey", "DenyOtherEncryption", "DenyKmsWithoutKeyId"}
@@ -152,7 +153,11 @@ def test_redis_is_a_password_protected_lru_cache_without_persistence(monitor):
         assert f"requirepass {password}" in conf and len(password) == 40
         assert 'save ""' in conf and "appendonly no" in conf
         assert secret["kind"] == "Secret"
+        # the pods roll exactly when redis.conf changes
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations == {"checksum/config": config_checksum(secret["stringData"]["redis.conf"])}
         pod = deployment["spec"]["template"]["spec"]
+        assert pod["enableServiceLinks"] is False and pod["automountServiceAccountToken"] is False
         (container,) = pod["containers"]
         assert container["readinessProbe"]["exec"]["command"][-1] == "redis-cli ping | grep -q PONG"
         assert password not in json.dumps(deployment)  # the password reaches the probe through the env var
@@ -196,7 +201,9 @@ def test_private_registry_replicas_share_one_http_secret(monitor):
         # One Secret volume for the whole Deployment: every replica reads the same secret.
         assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["docker-registry-config"]
         assert http_secret not in json.dumps(deployment)
-        assert spec["template"]["metadata"]["annotations"]["checksum/config"]
+        # the pods roll exactly when a document of the config Secret changes
+        documents = "\n---\n".join(secret["stringData"][key] for key in sorted(secret["stringData"]))
+        assert spec["template"]["metadata"]["annotations"] == {"checksum/config": config_checksum(documents)}
 
     return pulumi.Output.all(registered(monitor, registry.config_secret, registry.deployment), registry.http_secret.result).apply(check)
 
@@ -252,7 +259,8 @@ def test_private_registry_pod_is_hardened_and_probed(monitor):
         assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
         assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
         assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "15"]
-        assert pod["terminationGracePeriodSeconds"] > 15
+        # SIGKILL only after the preStop sleep (15 s) and the drain (http.draintimeout 15s), plus 10 s to exit
+        assert pod["terminationGracePeriodSeconds"] == 15 + 15 + 10
         assert container["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
         assert {p["containerPort"] for p in container["ports"]} == {5000, 5001}
         assert pdb["spec"]["maxUnavailable"] == 1
@@ -286,12 +294,26 @@ def test_exposure_is_internal_per_provider_with_nodeport_30500(provider, annotat
             assert spec["type"] == ("NodePort" if provider == "none" else "LoadBalancer")
             assert spec["ports"] == [{"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP", "nodePort": 30500}]
             assert spec["externalTrafficPolicy"] == "Cluster"
+            assert "loadBalancerSourceRanges" not in spec  # unset: no restriction at the LB
             assert metrics["spec"]["type"] == "ClusterIP"
             assert [p["port"] for p in metrics["spec"]["ports"]] == [5001]
 
         return registered(monitor, registry.service, registry.metrics_service).apply(check)
 
     run()
+
+
+@pulumi.runtime.test
+def test_load_balancer_source_ranges_reach_the_service(monitor):
+    ranges = '["10.20.0.0/16", "192.168.5.0/24"]'
+    registry = Registry("private", registry_args(settings_for(loadBalancerSourceRanges=ranges)))
+
+    def check(args):
+        (service,) = args
+        assert service["spec"]["type"] == "LoadBalancer"
+        assert service["spec"]["loadBalancerSourceRanges"] == ["10.20.0.0/16", "192.168.5.0/24"]
+
+    return registered(monitor, registry.service).apply(check)
 
 
 @pulumi.runtime.test
@@ -409,17 +431,25 @@ def test_network_policies(monitor):
     def check(policies):
         by_name = {p["metadata"]["name"]: p["spec"] for p in policies}
         assert by_name["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-        (redis_rule,) = by_name["redis-allow-registries"]["ingress"]
-        (source,) = redis_rule["from"]
-        allowed = source["podSelector"]["matchExpressions"][0]
-        assert allowed == {"key": "app.kubernetes.io/name", "operator": "In", "values": ["docker-registry", "docker-registry-mirror", "ghcr-cache"]}
+        # this stack's registries only: another instance's pods (another stack in a shared namespace) stay out
+        registries = {"matchExpressions": [
+            {"key": "app.kubernetes.io/name", "operator": "In", "values": ["docker-registry", "docker-registry-mirror", "ghcr-cache"]},
+            {"key": "app.kubernetes.io/instance", "operator": "In", "values": ["registry-ha-staging"]},
+        ]}
+        assert by_name["registry-allow-clients"]["podSelector"] == registries
+        assert by_name["metrics-allow-monitoring"]["podSelector"] == registries
+        redis_policy = by_name["redis-allow-registries"]
+        assert redis_policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "registry-redis",
+                                                               "app.kubernetes.io/instance": "registry-ha-staging"}}
+        (redis_rule,) = redis_policy["ingress"]
+        assert redis_rule["from"] == [{"podSelector": registries}]
         assert redis_rule["ports"] == [{"protocol": "TCP", "port": 6379}]
         (metrics_rule,) = by_name["metrics-allow-monitoring"]["ingress"]
         assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
         assert metrics_rule["ports"] == [{"protocol": "TCP", "port": 5001}]
         # each cache is a registry pod: nodes and pods reach it, it reaches Redis, monitoring scrapes it
         for policy in ("registry-allow-clients", "metrics-allow-monitoring"):
-            assert by_name[policy]["podSelector"]["matchExpressions"][0] == allowed
+            assert by_name[policy]["podSelector"] == registries
         (client_rule,) = by_name["registry-allow-clients"]["ingress"]
         assert client_rule["ports"] == [{"protocol": "TCP", "port": 5000}]
         assert {"namespaceSelector": {}} in client_rule["from"]

@@ -140,16 +140,22 @@ def test_debug_port_is_never_exposed(runs, stack):
 
 
 def test_config_change_rolls_the_pods_and_nothing_else_does():
-    def checksum(**extra):
+    def checksums(**extra):
         config, secret_keys = load_stack_config("staging")
         config.update({f"registry-ha:{k}": v for k, v in extra.items()})
         run = run_program("staging", config=config, secret_keys=secret_keys)
-        return manifest(run, "Deployment", "docker-registry")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return {name: manifest(run, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                for name in ("docker-registry", "docker-registry-mirror", "registry-redis")}
 
-    base = checksum()
-    assert checksum() == base
-    assert checksum(redisTimeout="250ms") != base
-    assert checksum(storageRedirect="true") != base
+    base = checksums()
+    assert checksums() == base
+    changed = {key: {n for n, c in checksums(**{key: value}).items() if c != base[n]}
+               for key, value in (("redisTimeout", "250ms"), ("storageRedirect", "true"), ("redisMaxMemory", "100mb"))}
+    assert changed == {
+        "redisTimeout": {"docker-registry", "docker-registry-mirror"},  # both registries' config.yml
+        "storageRedirect": {"docker-registry", "docker-registry-mirror"},
+        "redisMaxMemory": {"registry-redis"},  # redis.conf only: Redis rolls, the registries do not
+    }
 
 
 def test_bad_config_stops_before_any_resource():
@@ -196,8 +202,15 @@ def test_render_show_secrets_and_bad_arguments(tmp_path):
     script = str(REPO / "scripts/deploy-registry-ha.sh")
     shown = subprocess.run([script, "render", "production", "--out", str(tmp_path), "--show-secrets"], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    secret = next(d for d in yaml.safe_load_all((tmp_path / "private.yaml").read_text()) if d["kind"] == "Secret")
-    assert "http" in yaml.safe_load(secret["stringData"]["config.yml"])
+    # the mock engine's stand-ins, exactly as the program declared them (real secrets live only in the state)
+    run = run_program("production")
+    for component in ("private", "dockerhub-cache", "redis"):
+        written = next(d for d in yaml.safe_load_all((tmp_path / f"{component}.yaml").read_text()) if d["kind"] == "Secret")
+        declared = next(m for m in run.manifests() if m["kind"] == "Secret" and m["metadata"] == written["metadata"])
+        assert written["stringData"] == declared["stringData"] and "[secret]" not in json.dumps(written)
+    private = next(d for d in yaml.safe_load_all((tmp_path / "private.yaml").read_text()) if d["kind"] == "Secret")
+    config = yaml.safe_load(private["stringData"]["config.yml"])
+    assert len(config["http"]["secret"]) == 48 and len(config["redis"]["password"]) == 40
     for argv, message in [
         (["render"], "error: render: the following arguments are required: stack"),
         (["render", "dev"], "error: stack 'dev': no Pulumi.dev.yaml in"),

@@ -44,6 +44,19 @@ def test_v3_private_registry():
     assert "proxy" not in c
 
 
+@pytest.mark.parametrize("schema", ["v2", "v3"])
+def test_every_redis_timeout_is_the_setting(schema):
+    redis = config(schema=schema, redisTimeout="250ms")["redis"]
+    assert (redis["dialtimeout"], redis["readtimeout"], redis["writetimeout"]) == ("250ms", "250ms", "250ms")
+
+
+@pytest.mark.parametrize("pre_stop, drain", [("0", "5s"), ("3", "5s"), ("10", "10s"), ("45", "45s")])
+def test_draintimeout_lets_requests_in_flight_finish(pre_stop, drain):
+    """After the preStop sleep, SIGTERM: the registry keeps serving open requests this long (never 0s,
+    which would cut every pull in flight at each rollout)."""
+    assert config(preStopSeconds=pre_stop)["http"]["draintimeout"] == drain
+
+
 def test_v2_schema_uses_the_28_keys():
     c = config(schema="v2")
     assert c["redis"]["addr"] == "registry-redis.registry.svc:6379" and "addrs" not in c["redis"]

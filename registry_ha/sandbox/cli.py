@@ -11,6 +11,7 @@ import sys
 
 from registry_ha import monitoring
 from registry_ha.sandbox import prometheus
+from registry_ha.exit_codes import DONE, FAILURE, USAGE
 from registry_ha.sandbox.core import (
     DEFAULT_LB_PORT,
     DEFAULT_PORT_BASE,
@@ -18,13 +19,28 @@ from registry_ha.sandbox.core import (
     Sandbox,
     SandboxError,
 )
+from registry_ha.sandbox.errors import SandboxUsageError
+from registry_ha.sandbox.ports import PORT_BASE_RANGE
 from registry_ha.settings import SettingsError
 from registry_ha.toolchain import default_registry_version
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: local: {message}\n{self.format_usage()}")
+        self.exit(USAGE, f"error: local: {message}\n{self.format_usage()}")
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port from 1 to 65535 (got {value!r})")
+    return int(value)
+
+
+def _port_base(value: str) -> int:
+    low, high = PORT_BASE_RANGE
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise argparse.ArgumentTypeError(f"an integer from {low} to {high}, so every planned port is valid (got {value!r})")
+    return int(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,12 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="up/status: print the status as JSON")
     p.add_argument("--stack", default="staging", help="stack whose Pulumi.<stack>.yaml is rendered (default staging)")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="data, configs, secrets, logs (default .sandbox/)")
-    p.add_argument("--port", type=int, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
+    p.add_argument("--port", type=_port, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
     p.add_argument(
         "--port-base",
-        type=int,
+        type=_port_base,
         default=DEFAULT_PORT_BASE,
-        help="every other port is base+0..99 (and base+10058 for weed's admin gRPC); default 25000",
+        help="every other port is base+0..99 (and base-9942 for weed's admin); default 25000",
     )
     p.add_argument("--registry-version", default=None,
                    help=f"registry to run with the stack's config rendered for it: {default_registry_version()} "
@@ -113,13 +129,14 @@ def _up(args) -> int:
             f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
             f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
             + "".join(f" --mirror {address}" for address in list(status["mirrors"].values())[:1])
+            + " --no-kubectl"  # the sandbox has no pods; kubectl's current context is some cluster
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
         )
         if sandbox.with_prometheus:
             url = prometheus.url(sandbox)
             print(f"prometheus: {url}  (alerts: {url}/alerts, graphs: {url}/graph; "
                   f"the program's rules with for: and windows divided by {monitoring.SANDBOX.divisor}, see docs/monitoring.md)")
-    return 0 if all_healthy(status) else 1
+    return DONE if all_healthy(status) else FAILURE
 
 
 def main(argv: list[str]) -> int:
@@ -131,20 +148,20 @@ def main(argv: list[str]) -> int:
         if args.action == "down":
             if sandbox is None:
                 sys.stderr.write(f"local: nothing recorded in {args.state_dir}; nothing to stop\n")
-                return 0
+                return DONE
             stopped = sandbox.down()
             sys.stderr.write(f"local: down ({len(stopped)} process(es) stopped; data kept in {sandbox.state_dir})\n")
-            return 0
+            return DONE
         if sandbox is None:  # status of a sandbox never started: what `up` would run, all stopped
             sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base,
                               auth=args.auth, tls=args.tls, registry_version=args.registry_version,
                               upstream=args.upstream, real_upstreams=args.real_upstreams)
         status = sandbox.status()
         _print_status(status, args.json)
-        return 0 if all_healthy(status) else 1
-    except SettingsError as exc:
+        return DONE if all_healthy(status) else FAILURE
+    except (SettingsError, SandboxUsageError) as exc:
         sys.stderr.write(f"local: error: {exc}\n")
-        return 2
+        return USAGE
     except SandboxError as exc:
         sys.stderr.write(f"local: error: {exc}\n")
-        return 1
+        return FAILURE

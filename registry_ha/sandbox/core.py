@@ -34,7 +34,7 @@ from registry_ha.containerd import NodeEndpoints, NodeFiles, node_files
 from registry_ha.registry_config import Credentials, Endpoints
 from registry_ha.sandbox import lb, procs, prometheus, redis, registry, s3
 from registry_ha.sandbox.binaries import binary_version, lane_image, resolve_binaries
-from registry_ha.sandbox.errors import SandboxError
+from registry_ha.sandbox.errors import SandboxError, SandboxUsageError
 from registry_ha.sandbox.ports import Ports
 from registry_ha.sandbox.secrets import load_or_create_secrets, load_or_create_user_passwords
 from registry_ha.sandbox.tls import make_tls
@@ -166,7 +166,7 @@ class Sandbox:
         self.auth = self.settings.access.auth_enabled
         self.tls = self.settings.access.tls
         if self.settings.registry.replicas > MAX_REPLICAS:
-            raise SandboxError(f"the sandbox runs at most {MAX_REPLICAS} replicas")
+            raise SandboxUsageError(f"registry-ha:replicas: the sandbox runs at most {MAX_REPLICAS} replicas")
         if isinstance(upstream, dict):
             self.upstreams = dict(upstream)
         else:
@@ -478,7 +478,7 @@ class Sandbox:
         busy = [port for port in comp.ports if not procs.port_free(port)]
         if busy:
             raise SandboxError(
-                f"{name}: port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use; "
+                f"{name}: port(s) {', '.join(procs.port_busy_reason(p) for p in busy)} on 127.0.0.1 already in use; "
                 "choose other ports with --port-base / --port"
             )
         kind = KINDS[comp.role]

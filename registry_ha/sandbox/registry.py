@@ -14,6 +14,7 @@ import textwrap
 from typing import TYPE_CHECKING, Optional
 
 from registry_ha.k8s import REGISTRY_ENV
+from registry_ha import imagetools
 from registry_ha.registry_config import (
     CREDENTIAL_HELPER_KEY,
     UPSTREAM_CREDENTIALS_KEY,
@@ -101,6 +102,20 @@ def write_configs(sb: "Sandbox") -> None:
 def extra_env(sb: "Sandbox", name: str) -> dict:
     """What the program's Deployment sets in the container's environment (no trace export)."""
     return dict(REGISTRY_ENV)
+
+
+# What the stand-in holds from the start: the image test-registry-ha.sh pulls through a cache by default
+# (--mirror-image), so `test-registry-ha.sh --mirror <cache>` works offline. A small made-up image,
+# not Docker's hello-world.
+STAND_IN_IMAGE = ("library/hello-world", "latest")
+
+
+def after_start(sb: "Sandbox", name: str) -> None:
+    if name != "upstream":
+        return
+    repository, tag = STAND_IN_IMAGE
+    image = imagetools.build_oci_layout(sb.state_dir / "upstream-seed", tag, (4096,), seed=b"registry-ha stand-in")
+    imagetools.push_plain(image, sb.components[name].address, repository)
 
 
 def argv(sb: "Sandbox", name: str, binaries: dict[str, str]) -> list[str]:

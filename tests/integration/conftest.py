@@ -22,7 +22,7 @@ import pytest
 from conftest import REPO_ROOT, require_binary, require_registry
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import Sandbox
-from registry_ha.sandbox.ports import SPAN
+from registry_ha.sandbox.ports import free_port_base
 
 SERVERS = ("redis-server", "haproxy", "weed", "skopeo")
 
@@ -31,17 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def free_port_base(span: int = SPAN) -> int:
-    """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
-    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
-    for _ in range(200):
-        base = rng.randrange(20000, 50000 - span, 10)
-        ports = [*range(base, base + span), base + 10058]
-        if all(procs.port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range found")
 
 
 @dataclass
