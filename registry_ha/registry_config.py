@@ -97,6 +97,9 @@ def redis_section(settings: Settings, schema: str, endpoints: Endpoints, credent
             # go-redis v9 retries each command 3 times with backoff: with Redis down a pull took 1.6 s
             # instead of 0.03 s. A cache miss falls back to storage, so a failed lookup is cheap: no retries.
             "maxretries": -1,
+            # go-redis waits readtimeout + 1 s for a free connection by default; a cache that is slow
+            # to hand one out is a cache miss too.
+            "pooltimeout": timeout,
             "poolsize": 64,
             "maxidleconns": 16,
             "connmaxidletime": "300s",

@@ -45,7 +45,7 @@ BAD_CONFIGS = [
      "registry-ha:redisMaxMemory: a Redis size above 0 and below redisMemoryLimit (384Mi) (got '1gb')"),
     ("memory-request-over-limit", "staging", {"registryMemoryRequest": "2Gi"}, (),
      "registry-ha:registryMemoryRequest: at most registryMemoryLimit (512Mi) (got '2Gi')"),
-    ("redis-timeout-zero", "staging", {"redisTimeout": "0s"}, (), "registry-ha:redisTimeout: a Go duration above 0 such as 100ms (got '0s')"),
+    ("redis-timeout-zero", "staging", {"redisTimeout": "0s"}, (), "registry-ha:redisTimeout: a Go duration above 0 such as 50ms (got '0s')"),
     ("purge-age-minutes", "staging", {"uploadPurgeAge": "5m"}, (), "registry-ha:uploadPurgeAge: a duration of at least 1h such as 168h (got '5m')"),
     # unknown enum values
     ("anti-affinity-soft", "production", {"antiAffinity": "soft"}, (), "registry-ha:antiAffinity: one of required, preferred (got 'soft')"),

@@ -40,7 +40,7 @@ def test_v3_private_registry():
     redis = c["redis"]
     assert redis["addrs"] == ["registry-redis.registry.svc:6379"] and "addr" not in redis and "pool" not in redis
     assert redis["db"] == 0 and redis["password"] == "r" * 40
-    assert redis["dialtimeout"] == redis["readtimeout"] == redis["writetimeout"] == "100ms"
+    assert redis["dialtimeout"] == redis["readtimeout"] == redis["writetimeout"] == redis["pooltimeout"] == "50ms"
     assert "proxy" not in c
 
 
