@@ -133,3 +133,13 @@ def test_bad_role_and_schema():
         config(schema="v4")
     with pytest.raises(ValueError, match="role must be private or mirror"):
         config(role="proxy")
+
+
+@pytest.mark.parametrize("schema", ["v2", "v3"])
+def test_read_only_is_a_maintenance_switch_of_the_private_registry_only(schema):
+    assert "readonly" not in config(schema=schema)["storage"]["maintenance"]  # off: the document is unchanged
+    assert config(schema=schema, readOnly="true")["storage"]["maintenance"]["readonly"] == {"enabled": True}
+    # the caches keep writing what they fetch
+    assert "readonly" not in config("mirror", schema=schema, readOnly="true")["storage"]["maintenance"]
+    on, off = dump_config(config(schema=schema, readOnly="true")), dump_config(config(schema=schema))
+    assert config_checksum(on) != config_checksum(off)  # switching it rolls the pods
