@@ -52,4 +52,6 @@ class Ports:
             "admin.port": b + 58,
             # weed's plugin worker dials admin.port + 10000 whatever admin.port.grpc says: match it
             "admin.port.grpc": b + 58 + 10000,
+            # Prometheus metrics of every weed server: SeaweedFS_s3_request_total counts S3 requests
+            "metricsPort": b + 59,
         }
