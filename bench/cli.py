@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -22,8 +23,9 @@ from bench.env import BenchEnv
 from bench.stats import fmt, format_table, markdown_table, target_mark
 
 BENCH_DIR = Path(__file__).resolve().parent
-MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite")
-NEEDS_SANDBOX = {"pulls", "failover", "redis", "mirror"}
+MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite", "gc", "restart")
+NEEDS_SANDBOX = {"pulls", "failover", "redis", "mirror", "restart"}  # gc starts a sandbox of its own
+OWN_MODULES = {"gc", "restart"}  # bench/<name>.py: measure(env, quick)
 TITLES = {
     "program": "1 program evaluation",
     "pulls": "2 pull throughput (50 MiB layer)",
@@ -31,6 +33,8 @@ TITLES = {
     "redis": "4 Redis effect",
     "mirror": "5 mirror (pull-through cache)",
     "suite": "6 test suite",
+    "gc": "7 GC cost (garbage-collect --delete-untagged)",
+    "restart": "8 rolling restart under pulls (4 clients)",
 }
 
 
@@ -95,6 +99,8 @@ def run(args: argparse.Namespace, out=sys.stderr) -> dict:
                     results["measures"][name] = measures.measure_program(args.quick)
                 elif name == "suite":
                     results["measures"][name] = measures.measure_suite(args.quick, args.with_suite)
+                elif name in OWN_MODULES:
+                    results["measures"][name] = importlib.import_module(f"bench.{name}").measure(env, args.quick)
                 else:
                     results["measures"][name] = getattr(measures, f"measure_{name}")(env, args.quick)
             except Exception:  # one broken measurement must not lose the others

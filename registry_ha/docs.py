@@ -51,8 +51,15 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _day2() -> dict[str, Callable[[], str]]:
+    from registry_ha import day2_docs
+
+    return day2_docs.GENERATORS
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "config-reference": config_reference,
+    **_day2(),
 }
 
 

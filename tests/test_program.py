@@ -265,3 +265,21 @@ def test_bucket_policy_waits_for_the_public_access_block(runs, stack):
         versioning = run.one("aws:s3/bucketVersioning:BucketVersioning", "storage-versioning")
         lifecycle = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "storage-lifecycle")
         assert versioning.urn in lifecycle.dependencies
+
+
+def test_read_only_rolls_the_registry_and_leaves_the_cache_alone():
+    """`gc`'s switch: the private registry's config and pods change, the cache's do not."""
+    def run(**extra):
+        config, secret_keys = load_stack_config("production")
+        config.update({f"registry-ha:{k}": v for k, v in extra.items()})
+        return run_program("production", config=config, secret_keys=secret_keys)
+
+    def checksum(result, name):
+        return manifest(result, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    writable, read_only = run(), run(readOnly="true")
+    assert registry_config(read_only)["storage"]["maintenance"]["readonly"] == {"enabled": True}
+    assert "readonly" not in registry_config(writable)["storage"]["maintenance"]
+    assert checksum(read_only, "docker-registry") != checksum(writable, "docker-registry")
+    assert checksum(read_only, "docker-registry-mirror") == checksum(writable, "docker-registry-mirror")
+    assert registry_config(read_only, "docker-registry-mirror-config") == registry_config(writable, "docker-registry-mirror-config")

@@ -24,7 +24,7 @@ import ssl
 import subprocess
 import sys
 import time
-from typing import Iterator, Optional
+from typing import Iterator
 
 from registry_ha import gc_job
 from registry_ha.registry_config import dump_config

@@ -24,7 +24,7 @@ from registry_ha.sandbox import gc, procs
 from registry_ha.sandbox.core import Sandbox
 
 from .conftest import REPO_ROOT, free_port, free_port_base, replica_addresses
-from .oci import assert_dir_matches, build_image, pull_dir, push, skopeo
+from .oci import assert_dir_matches, build_image, pull_dir, push
 
 pytestmark = pytest.mark.integration
 
