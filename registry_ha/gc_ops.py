@@ -18,8 +18,8 @@ then answer 200 for. The safe sequence, each step through the tool that owns it:
 It refuses to start from a state it does not know: readOnly already on (an interrupted run), a stack
 without outputs (never deployed), changes `pulumi preview` would deploy besides readOnly, no registry
 Deployment, or a GC Job still running. `--dry-run` only reports (nothing is deleted, so nothing goes
-read-only and Redis keeps everything). The Docker Hub cache is never collected: its own expiry
-(proxy.ttl) deletes what it no longer needs, under its own root directory.
+read-only and Redis keeps everything). The pull-through caches are never collected: their own
+expiry (proxy.ttl) deletes what they no longer need, under their own root directories.
 """
 from __future__ import annotations
 

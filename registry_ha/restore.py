@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 
 from registry_ha.imagetools import UsageError, parse_name_tag
 from registry_ha.pulumi_ops import OpsError, _parser, _pulumi_json, _run_main, check_ready, confirm, project_dir
-from registry_ha.registry_config import ROOT_DIRECTORIES
+from registry_ha.registry_config import Credentials, Endpoints, build_registry_config
 from registry_ha.settings import Settings, SettingsError, load_settings
 from registry_ha.stacks import read_stack_file
 
@@ -69,10 +69,17 @@ class Step:
     why: str
 
 
-class Layout:
-    """Object keys of the private registry's storage (rootdirectory of the program's config)."""
+def private_root_directory(settings: Settings) -> str:
+    """The private registry's S3 rootdirectory, as the program's config builder renders it."""
+    placeholder = Endpoints(s3_bucket="-", s3_region=settings.storage.region, redis_addr="-")
+    config = build_registry_config(settings, "private", placeholder, Credentials("-", "-", "-", "-"))
+    return config["storage"]["s3"]["rootdirectory"]
 
-    def __init__(self, rootdirectory: str = ROOT_DIRECTORIES["private"]):
+
+class Layout:
+    """Object keys of the private registry's storage under its rootdirectory."""
+
+    def __init__(self, rootdirectory: str):
         self.base = f"{rootdirectory.strip('/')}/docker/registry/v2"
 
     def repository(self, repo: str) -> str:
@@ -240,7 +247,7 @@ def _restore(argv: list[str]) -> int:
         if versioning not in ("Enabled", "Suspended"):
             raise OpsError(f"bucket {bucket_name} has no versioning (bucketVersioning: false): a deleted image cannot "
                            "be restored from it")
-        layout = Layout()
+        layout = Layout(private_root_directory(settings))
         bucket = Bucket(s3, bucket_name)
         digest, steps, looked_at = plan(bucket, layout, repo, tag, args.before)
         sys.stdout.write(f"{repo}:{tag} was {digest} at {args.before:%Y-%m-%dT%H:%M:%SZ}\n")

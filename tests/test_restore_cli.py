@@ -1,6 +1,6 @@
 """`deploy-registry-ha.sh restore` without a bucket to reach: arguments, the stack's bucketName output read
 through the stand-in `pulumi`, and one line when AWS credentials are missing (the restore itself runs
-against moto's versioned S3 in tests/integration/test_12_restore.py)."""
+against moto's versioned S3 in tests/integration/test_15_restore.py)."""
 from __future__ import annotations
 
 import json

@@ -10,11 +10,12 @@ replica restarts at once (a short outage: for development).
 
 `--registry-version` is the image bump: the stack's config is rendered for the new version (the 2.8
 and 3.x schemas differ) and the new binary replaces the old one replica by replica, so for a while
-both versions serve the same bucket and Redis db. The cache restarts after the replicas when its
-config or binary changed (it is one process here; on the cluster it surges).
+both versions serve the same bucket and Redis db. A cache restarts after the replicas when its
+config or binary changed (one process each here; on the cluster they surge).
 """
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -90,7 +91,7 @@ def _config_texts(sb: Sandbox) -> dict[str, Optional[str]]:
 
 def roll(sb: Sandbox, binaries: dict[str, str], rolling: bool = True, out=None) -> dict[str, float]:
     """Render every registry config from `sb.settings` and replace the replicas (one at a time when
-    rolling), then the cache if its config or binary changed. Returns seconds per replaced process."""
+    rolling), then each cache whose config or binary changed. Returns seconds per replaced process."""
     out = out or sys.stderr
     if not procs.is_running(sb.components["lb"].pid, sb.components["lb"].started):
         raise SandboxError("the load balancer is not running; start the sandbox first (`local up`)")
@@ -112,46 +113,39 @@ def roll(sb: Sandbox, binaries: dict[str, str], rolling: bool = True, out=None) 
             sb.start(name, binaries)
             seconds[name] = time.monotonic() - t0
             out.write(f"local: {name:<11} restarted ({seconds[name]:.1f}s)\n")
-    cache = sb.components.get("mirror")
-    if cache is not None and procs.is_running(cache.pid, cache.started):
-        if before.get("mirror") != after.get("mirror") or cache.argv[:1] != [binaries["registry"]]:
+    for name in [n for n, c in sb.components.items() if c.role == "mirror"]:
+        cache = sb.components[name]
+        if not procs.is_running(cache.pid, cache.started):
+            continue
+        if before.get(name) != after.get(name) or cache.argv[:1] != [binaries["registry"]]:
             t0 = time.monotonic()
-            sb.stop("mirror")
-            sb.start("mirror", binaries)
-            seconds["mirror"] = time.monotonic() - t0
-            out.write(f"local: {'mirror':<11} restarted ({seconds['mirror']:.1f}s)\n")
+            sb.stop(name)
+            sb.start(name, binaries)
+            seconds[name] = time.monotonic() - t0
+            out.write(f"local: {name:<11} restarted ({seconds[name]:.1f}s)\n")
     return seconds
 
 
 def adopt(state_dir: Path | str, registry_version: Optional[str] = None) -> Sandbox:
-    """The running sandbox of `state_dir`, re-planned for `registry_version` when one is given: same
-    ports, stack and options, the running processes adopted (they are replaced by `roll`)."""
+    """The running sandbox of `state_dir`, re-planned for `registry_version` when one is given: the
+    version is recorded in its state.json and the sandbox read back from it, so every other option it
+    was started with stays (the running processes are adopted; `roll` replaces them)."""
     current = Sandbox.from_state(state_dir)
     if current is None:
         raise SandboxError(f"no sandbox recorded in {state_dir}; start one with `local up`")
     if registry_version is None or lane_image(registry_version) == current.settings.registry.image:
         return current
-    upgraded = Sandbox(
-        current.state_dir,
-        stack=current.stack,
-        lb_port=current.ports.lb,
-        port_base=current.ports.base,
-        upstream=None if current.upstream_stand_in else current.upstream,
-        repo_root=current.repo_root,
-        auth=current.auth,
-        tls=current.tls,
-        registry_version=registry_version,
-        real_upstreams=current.real_upstreams,
-    )
-    for name, comp in current.components.items():
-        target = upgraded.components.get(name)
-        if target is not None:
-            target.pid, target.started, target.argv, target.skipped = comp.pid, comp.started, comp.argv, comp.skipped
-    return upgraded
+    path = current.state_dir / "state.json"
+    state = json.loads(path.read_text())
+    state["registry_version"] = registry_version
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(path)
+    return Sandbox.from_state(state_dir)
 
 
 def restart(state_dir: Path | str, rolling: bool = True, registry_version: Optional[str] = None, out=None) -> dict:
-    """`local restart`: the replicas (and a changed cache) replaced with the stack's config rendered now."""
+    """`local restart`: the replicas (and any changed cache) replaced with the stack's config rendered now."""
     from registry_ha.sandbox.gc import clear_maintenance
 
     out = out or sys.stderr

@@ -1,4 +1,4 @@
-"""12. `deploy-registry-ha.sh restore` against moto's S3 with versioning (3.1.1 on the program's config):
+"""15. `deploy-registry-ha.sh restore` against moto's S3 with versioning (3.1.1 on the program's config):
 push, delete the tag and the manifest, garbage-collect so the image's blobs go too, restore as of a time
 before the delete, and the same digest pulls again. An unversioned bucket and a time before the image
 existed are refused with one line, and nothing is written."""
@@ -18,7 +18,7 @@ from botocore.config import Config
 from conftest import require_binary
 from registry_ha.imagetools import plain_request
 from registry_ha.registry_config import Credentials, Endpoints, build_registry_config, dump_config
-from registry_ha.restore import Layout
+from registry_ha.restore import Layout, private_root_directory
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.gc import redis_call
 from registry_ha.settings import load_settings
@@ -111,7 +111,7 @@ def test_deleted_and_collected_image_is_restored_with_the_same_digest(moto_regis
     assert plain_request(registry, "GET", "/v2/team/app/manifests/v1")[0] == 404
     assert {plain_request(registry, "HEAD", f"/v2/team/app/blobs/{d}")[0] for d in image.blob_digests} == {404}
 
-    layout = Layout()
+    layout = Layout(private_root_directory(load_settings({}, "staging")))
     needed = {layout.tag_current("team/app", "v1"), layout.tag_index("team/app", "v1", image.manifest_digest),
               layout.revision("team/app", image.manifest_digest), layout.blob(image.manifest_digest),
               *[layout.blob(d) for d in image.blob_digests], *[layout.layer("team/app", d) for d in image.blob_digests]}

@@ -1,4 +1,4 @@
-"""11. `local restart --rolling` under a loop of pulls through the LB: no failed pull when a client retries
+"""14. `local restart --rolling` under a loop of pulls through the LB: no failed pull when a client retries
 once, never more than one replica out of the LB at a time, every replica replaced. Then the image bump:
 a 2.8.2 sandbox upgraded to 3.1.1 replica by replica (the stack's config rendered for each version),
 under the same pulls, serving the images pushed before. p99 pull latency is printed, not asserted
@@ -160,7 +160,9 @@ def test_upgrade_28_to_311_replica_by_replica_under_pulls(compat_dir, skopeo_bin
     print("\n" + loop.report("upgrade 2.8.2 -> 3.1.1") + f"; {result.stdout.strip()}")
     assert loop.failed == [], loop.failed[:5]
     assert loop.min_up == len(sb.replica_names()) - 1
-    versions = {n: binary_version(upgraded.components[n].argv[0]) for n in [*upgraded.replica_names(), "mirror"]}
+    caches = [n for n, c in upgraded.components.items() if c.role == "mirror"]
+    assert caches
+    versions = {n: binary_version(upgraded.components[n].argv[0]) for n in [*upgraded.replica_names(), *caches]}
     assert set(versions.values()) == {"3.1.1"}, versions
     assert upgraded.settings.registry.image == "registry:3.1.1" and upgraded.settings.registry.schema == "v3"
     # the stack's config, rendered for v3 now: Redis `addrs`, not 2.8's `addr`

@@ -1,4 +1,4 @@
-"""10. Garbage collection with three replicas on shared S3 (3.1.1): `local gc`, the cluster's sequence.
+"""13. Garbage collection with three replicas on shared S3 (3.1.1): `local gc`, the cluster's sequence.
 
 On a sandbox of its own (a sweep deletes what other tests' uploads leave behind, and the read-only
 switch replaces every replica): images A and B share two layers; A's manifest is deleted; the sweep
@@ -19,7 +19,6 @@ import pytest
 
 from registry_ha import gc_job
 from registry_ha.imagetools import plain_request
-from registry_ha.registry_config import ROOT_DIRECTORIES
 from registry_ha.sandbox import gc, procs
 from registry_ha.sandbox.core import Sandbox
 
@@ -29,8 +28,6 @@ from .oci import assert_dir_matches, build_image, pull_dir, push
 pytestmark = pytest.mark.integration
 
 SCRIPT = REPO_ROOT / "scripts" / "deploy-registry-ha.sh"
-BLOBS = f"{ROOT_DIRECTORIES['private'].strip('/')}/docker/registry/v2/blobs/"
-CACHE = ROOT_DIRECTORIES["mirror"].strip("/") + "/"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +46,24 @@ def current(state_dir: Path) -> Sandbox:
     return Sandbox.from_state(state_dir)
 
 
+def root_of(sb: Sandbox, name: str) -> str:
+    """The S3 prefix a registry process stores under (its rendered rootdirectory)."""
+    return sb.registry_config(name)["storage"]["s3"]["rootdirectory"].strip("/") + "/"
+
+
+def blobs_prefix(sb: Sandbox) -> str:
+    return f"{root_of(sb, 'registry-1')}docker/registry/v2/blobs/"
+
+
+def the_cache(sb: Sandbox) -> str:
+    """The (first) pull-through cache's component name."""
+    return next(name for name, c in sb.components.items() if c.role == "mirror")
+
+
+def cache_db(sb: Sandbox) -> int:
+    return sb.registry_config(the_cache(sb))["redis"]["db"]
+
+
 def local(state_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", procs.SAFE_PATH), "HOME": os.environ.get("HOME", "/tmp")}
     return subprocess.run([str(SCRIPT), "local", *args, "--state-dir", str(state_dir)],
@@ -63,7 +78,7 @@ def keys(sb: Sandbox, prefix: str) -> set[str]:
 
 
 def blob_digests(sb: Sandbox) -> set[str]:
-    return {"sha256:" + k.split("/")[-2] for k in keys(sb, BLOBS) if k.endswith("/data")}
+    return {"sha256:" + k.split("/")[-2] for k in keys(sb, blobs_prefix(sb)) if k.endswith("/data")}
 
 
 def heads(sb: Sandbox, repo: str, digests) -> dict:
@@ -89,7 +104,7 @@ def cache_something(sb: Sandbox, skopeo_bin: str, workdir: Path) -> None:
     upstream = sb.components["upstream"].address
     image = build_image(workdir / "upstream-image", "v1", layer_sizes=(32 * 1024,))
     assert push(skopeo_bin, image, upstream, "library/cached").returncode == 0
-    pulled = pull_dir(skopeo_bin, sb.mirror_address, "library/cached:v1", workdir / "via-cache")
+    pulled = pull_dir(skopeo_bin, sb.components[the_cache(sb)].address, "library/cached:v1", workdir / "via-cache")
     assert pulled.returncode == 0, pulled.stderr
 
 
@@ -102,7 +117,8 @@ def test_sweep_removes_exactly_the_deleted_images_blobs_and_flush_ends_stale_ans
     a_only = {a.manifest_digest, *a.blob_digests} - {b.manifest_digest, *b.blob_digests}
     assert len(a_only) == 3  # A's manifest, config and third layer
     assert set(heads(sb, "it/gc-a", a_only - {a.manifest_digest}).values()) == {200}  # described in Redis now
-    before, cache_before, cache_db_before = blob_digests(sb), keys(sb, CACHE), dbsize(sb, 1)
+    cache_prefix = root_of(sb, the_cache(sb))
+    before, cache_before, cache_db_before = blob_digests(sb), keys(sb, cache_prefix), dbsize(sb, cache_db(sb))
     assert cache_before and cache_db_before > 0
     assert plain_request(sb.endpoint, "DELETE", f"/v2/it/gc-a/manifests/{a.manifest_digest}")[0] == 202
 
@@ -117,7 +133,8 @@ def test_sweep_removes_exactly_the_deleted_images_blobs_and_flush_ends_stale_ans
         stale = heads(sb, "it/gc-a", a_only - {a.manifest_digest})
         assert set(stale.values()) == {200}, stale
         gc.flush_registry_db(sb)
-        assert dbsize(sb, 0) == 0 and dbsize(sb, 1) == cache_db_before  # only the registry's db
+        registry_db = sb.settings.redis.registry_db
+        assert dbsize(sb, registry_db) == 0 and dbsize(sb, cache_db(sb)) == cache_db_before  # only the registry's db
 
     assert set(heads(sb, "it/gc-a", a_only).values()) == {404}
     for address in [sb.endpoint, *replica_addresses(sb)]:
@@ -125,7 +142,7 @@ def test_sweep_removes_exactly_the_deleted_images_blobs_and_flush_ends_stale_ans
         result = pull_dir(skopeo_bin, address, "it/gc-b:b", dest)
         assert result.returncode == 0, (address, result.stderr)
         assert_dir_matches(dest, b)
-    assert cache_before - keys(sb, CACHE) == set()  # the cache is never collected: nothing of it deleted
+    assert cache_before - keys(sb, cache_prefix) == set()  # the cache is never collected: nothing of it deleted
     assert gc.writes_refused(sb) == {name: 404 for name in sb.replica_names()}  # writable again
     print(f"\ngc: {len(before)} blobs before, {len(after)} after; A's unique {len(a_only)} gone; "
           f"stale HEAD 200 on {len(stale)} replica/blob pairs until FLUSHDB, 404 after")
@@ -134,7 +151,7 @@ def test_sweep_removes_exactly_the_deleted_images_blobs_and_flush_ends_stale_ans
 def test_a_push_while_read_only_is_refused_and_writes_nothing(state_dir, skopeo_bin, workdir):
     sb = current(state_dir)
     image = build_image(workdir / "layout", "v1", layer_sizes=(64 * 1024, 256 * 1024))
-    private = ROOT_DIRECTORIES["private"].strip("/") + "/"
+    private = root_of(sb, "registry-1")
     everything = keys(sb, private)
     with gc.read_only(sb, out=open(os.devnull, "w")):
         refused = push(skopeo_bin, image, sb.endpoint, "it/during-gc")
@@ -189,15 +206,16 @@ def test_a_failing_sweep_still_flushes_and_returns_to_read_write(state_dir, skop
     # a manifest revision whose stored content is not a manifest: the mark phase fails on it
     garbage = b"this is not a manifest"
     digest = hashlib.sha256(garbage).hexdigest()
-    root = BLOBS.rsplit("blobs/", 1)[0]
-    planted = [f"{BLOBS}sha256/{digest[:2]}/{digest}/data",
+    blobs = blobs_prefix(sb)
+    root = blobs.rsplit("blobs/", 1)[0]
+    planted = [f"{blobs}sha256/{digest[:2]}/{digest}/data",
                f"{root}repositories/it/broken/_manifests/revisions/sha256/{digest}/link"]
     s3.put_object(Bucket=sb.bucket, Key=planted[0], Body=garbage)
     s3.put_object(Bucket=sb.bucket, Key=planted[1], Body=f"sha256:{digest}".encode())
     # a descriptor in the registry's db that the flush must remove
     image = build_image(workdir / "layout", "v1", layer_sizes=(16 * 1024,))
     assert push(skopeo_bin, image, sb.endpoint, "it/after-failure").returncode == 0
-    assert dbsize(sb, 0) > 0
+    assert dbsize(sb, sb.settings.redis.registry_db) > 0
     try:
         run = local(state_dir, "gc")
         assert run.returncode == 1, run.stdout + run.stderr
@@ -205,7 +223,7 @@ def test_a_failing_sweep_still_flushes_and_returns_to_read_write(state_dir, skop
         sb = current(state_dir)
         assert gc.writes_refused(sb) == {name: 404 for name in sb.replica_names()}
         assert not gc.maintenance_path(sb).exists()
-        assert dbsize(sb, 0) == 0  # flushed although the sweep failed: it may have deleted blobs first
+        assert dbsize(sb, sb.settings.redis.registry_db) == 0  # flushed although the sweep failed: it may have deleted first
     finally:
         for key in planted:
             s3.delete_object(Bucket=sb.bucket, Key=key)
