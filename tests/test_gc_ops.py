@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -157,13 +159,13 @@ def test_a_failed_job_still_flushes_and_returns_to_read_write(cluster, capsys):
 
 def test_an_interrupted_run_stops_the_job_before_pushes_come_back(cluster, monkeypatch):
     cluster.flag("job_running")
-    real_sleep = gc_ops.time.sleep
-
     def interrupt(seconds):
-        monkeypatch.setattr(gc_ops.time, "sleep", real_sleep)
+        clock.sleep = time.sleep
         raise KeyboardInterrupt  # Ctrl-C while the sweep runs (the first wait for the Job)
 
-    monkeypatch.setattr(gc_ops.time, "sleep", interrupt)
+    # only gc_ops' own clock: subprocess waits with time.sleep too
+    clock = types.SimpleNamespace(monotonic=time.monotonic, sleep=interrupt)
+    monkeypatch.setattr(gc_ops, "time", clock)
     assert cli.main(["gc", "staging", "--yes"]) == 1
     verbs = cluster.verbs()
     name = cluster.created_jobs()[0]["metadata"]["name"]
