@@ -159,6 +159,7 @@ def test_a_failed_job_still_flushes_and_returns_to_read_write(cluster, capsys):
 
 def test_an_interrupted_run_stops_the_job_before_pushes_come_back(cluster, monkeypatch):
     cluster.flag("job_running")
+
     def interrupt(seconds):
         clock.sleep = time.sleep
         raise KeyboardInterrupt  # Ctrl-C while the sweep runs (the first wait for the Job)
