@@ -237,7 +237,7 @@ def test_production_bucket_and_key_survive_destroy(runs):
     # nothing else is kept: the IAM user, its key and every Kubernetes object go with the stack
     kept = sorted(r.name for r in run.resources if r.custom and (r.protect or r.retain_on_delete))
     assert kept == sorted(["storage-bucket", "storage-key", *[r.name for r in guards]])
-    assert [r.name for r in run.resources if r.protect] == ["storage-key", "storage-bucket"]
+    assert sorted(r.name for r in run.resources if r.protect) == ["storage-bucket", "storage-key"]
 
 
 def test_staging_bucket_goes_with_the_stack(runs):

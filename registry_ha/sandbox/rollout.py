@@ -61,6 +61,15 @@ def set_lb_state(sb: Sandbox, name: str, state: str) -> None:
         raise SandboxError(f"haproxy refused `set server {LB_BACKEND}/{name} state {state}`: {answer}")
 
 
+def stop_until_ports_free(sb: Sandbox, name: str, timeout: float = 10.0) -> None:
+    """Stop a process and wait until its ports can be bound again: under load its main thread shows as
+    exited (a zombie) a moment before its other threads let go of its sockets."""
+    sb.stop(name)
+    ports = sb.components[name].ports
+    if not procs.wait_until(lambda: all(procs.port_free(port) for port in ports), timeout, 0.05):
+        raise SandboxError(f"{name} stopped but its ports {ports} are still taken after {timeout:.0f}s")
+
+
 def replace_replica(sb: Sandbox, name: str, binaries: dict[str, str]) -> float:
     """Take `name` out of the LB, stop it, start it with its current config, wait until the LB has it UP.
     Checks are off in maintenance, so UP after `ready` comes from checks of the new process."""
@@ -68,10 +77,7 @@ def replace_replica(sb: Sandbox, name: str, binaries: dict[str, str]) -> float:
     set_lb_state(sb, name, "maint")
     drain = max(1, min(sb.settings.registry.pre_stop_seconds, 10))
     procs.wait_until(lambda: lb_sessions(sb, name) == 0, drain, 0.05)
-    sb.stop(name)
-    ports = sb.components[name].ports
-    if not procs.wait_until(lambda: all(procs.port_free(port) for port in ports), 10, 0.05):
-        raise SandboxError(f"{name} stopped but its ports {ports} are still taken after 10s")
+    stop_until_ports_free(sb, name)
     sb.start(name, binaries)
     set_lb_state(sb, name, "ready")
     if not procs.wait_until(lambda: lb_status(sb, name) == "UP", UP_TIMEOUT, 0.05):
@@ -108,7 +114,7 @@ def roll(sb: Sandbox, binaries: dict[str, str], rolling: bool = True, out=None) 
     else:
         t0 = time.monotonic()
         for name in replicas:
-            sb.stop(name)
+            stop_until_ports_free(sb, name)
         for name in replicas:
             sb.start(name, binaries)
             seconds[name] = time.monotonic() - t0
@@ -119,7 +125,7 @@ def roll(sb: Sandbox, binaries: dict[str, str], rolling: bool = True, out=None) 
             continue
         if before.get(name) != after.get(name) or cache.argv[:1] != [binaries["registry"]]:
             t0 = time.monotonic()
-            sb.stop(name)
+            stop_until_ports_free(sb, name)
             sb.start(name, binaries)
             seconds[name] = time.monotonic() - t0
             out.write(f"local: {name:<11} restarted ({seconds[name]:.1f}s)\n")
