@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import os
 import platform
@@ -27,8 +28,9 @@ from registry_ha.exit_codes import DONE, FAILURE, USAGE
 from registry_ha.sandbox.errors import SandboxError
 
 BENCH_DIR = Path(__file__).resolve().parent
-MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite")
-NEEDS_SANDBOX = {"pulls", "failover", "redis", "mirror"}
+MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite", "gc", "restart")
+NEEDS_SANDBOX = {"pulls", "failover", "redis", "mirror", "restart"}  # gc starts a sandbox of its own
+OWN_MODULES = {"gc", "restart"}  # bench/<name>.py: measure(env, quick)
 TITLES = {
     "program": "1 program evaluation",
     "pulls": "2 pull throughput (50 MiB layer)",
@@ -36,6 +38,8 @@ TITLES = {
     "redis": "4 Redis effect",
     "mirror": "5 mirror (pull-through cache)",
     "suite": "6 test suite",
+    "gc": "7 GC cost (garbage-collect --delete-untagged)",
+    "restart": "8 rolling restart under pulls (4 clients)",
 }
 
 
@@ -198,6 +202,8 @@ def _measure(name: str, env, args, out) -> dict:
             return measures.measure_program(args.quick)
         if name == "suite":
             return measures.measure_suite(args.quick, args.with_suite)
+        if name in OWN_MODULES:
+            return importlib.import_module(f"bench.{name}").measure(env, args.quick)
         return getattr(measures, f"measure_{name}")(env, args.quick)
     except Exception:  # one broken measurement must not lose the others
         out.write(f"bench: {name} failed:\n{traceback.format_exc()}\n")

@@ -15,6 +15,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from registry_ha.gc_job import COMPONENT as GC_COMPONENT
+from registry_ha.gc_job import gc_app, gc_report_cronjob_spec, report_name
 from registry_ha.k8s import (
     Names,
     Role,
@@ -180,6 +182,16 @@ class Registry(pulumi.ComponentResource):
             )
             service_spec = registry_service_spec(settings)
             service_annotations = lb_annotations(settings.exposure)
+            if settings.registry.gc_schedule:
+                # A report only (--dry-run): see registry_ha/gc_job.py for why the schedule never sweeps.
+                self.gc_report = k8s.batch.v1.CronJob(
+                    f"{name}-gc-report",
+                    metadata=pulumi.Output.from_input(args.namespace).apply(
+                        lambda ns: metadata(report_name(settings), ns, gc_app(settings), GC_COMPONENT, settings.stack)
+                    ),
+                    spec=gc_report_cronjob_spec(settings),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_secret]),
+                )
         else:
             service_spec = cache_service_spec(settings, cache)
             service_annotations = {}

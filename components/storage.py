@@ -33,6 +33,13 @@ class RegistryStorage(pulumi.ComponentResource):
         super().__init__("registry-ha:storage:RegistryStorage", name, None, opts)
         cfg = args.settings
         child = pulumi.ResourceOptions(parent=self)
+        # retainBucket: the images outlive the stack. The bucket and the key that encrypts them are
+        # protected (an update that would delete or replace them fails) and retained on delete
+        # (`pulumi destroy --exclude-protected` leaves them in AWS). The bucket's guards (public-access
+        # block, encryption, versioning, lifecycle, TLS-only policy) are retained too, so the bucket
+        # left behind stays private, encrypted and versioned; deleting them is a no-op on AWS.
+        kept = pulumi.ResourceOptions(parent=self, protect=cfg.retain, retain_on_delete=cfg.retain)
+        guard = pulumi.ResourceOptions(parent=self, retain_on_delete=cfg.retain)
         tags = {"project": "registry-ha", "stack": args.stack, "managed-by": "pulumi"}
 
         self.kms_key = None
@@ -47,7 +54,7 @@ class RegistryStorage(pulumi.ComponentResource):
                     enable_key_rotation=True,
                     deletion_window_in_days=30,
                     tags=tags,
-                    opts=child,
+                    opts=kept,
                 )
                 self.kms_key_arn = self.kms_key.arn
 
@@ -57,13 +64,13 @@ class RegistryStorage(pulumi.ComponentResource):
             bucket_prefix=None if cfg.bucket_name else cfg.bucket_prefix,
             force_destroy=cfg.force_destroy,
             tags=tags,
-            opts=child,
+            opts=kept,
         )
         self.ownership = aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=self.bucket.id,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
+            opts=guard,
         )
         self.public_access_block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",
@@ -72,7 +79,7 @@ class RegistryStorage(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=guard,
         )
         default_encryption = {"sse_algorithm": "AES256"}
         if self.kms_key_arn is not None:
@@ -86,7 +93,7 @@ class RegistryStorage(pulumi.ComponentResource):
                     "bucket_key_enabled": self.kms_key_arn is not None,
                 }
             ],
-            opts=child,
+            opts=guard,
         )
         self.versioning = None
         if cfg.versioning:
@@ -94,7 +101,7 @@ class RegistryStorage(pulumi.ComponentResource):
                 f"{name}-versioning",
                 bucket=self.bucket.id,
                 versioning_configuration={"status": "Enabled"},
-                opts=child,
+                opts=guard,
             )
         lifecycle_rules = [
             {
@@ -117,7 +124,7 @@ class RegistryStorage(pulumi.ComponentResource):
             f"{name}-lifecycle",
             bucket=self.bucket.id,
             rules=lifecycle_rules,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[r for r in [self.versioning] if r]),
+            opts=pulumi.ResourceOptions.merge(guard, pulumi.ResourceOptions(depends_on=[r for r in [self.versioning] if r])),
         )
         bucket_policy = aws.iam.get_policy_document_output(
             statements=pulumi.Output.all(
@@ -129,7 +136,7 @@ class RegistryStorage(pulumi.ComponentResource):
             bucket=self.bucket.id,
             policy=bucket_policy.json,
             # A policy put before the public-access block exists can race with it.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
+            opts=pulumi.ResourceOptions.merge(guard, pulumi.ResourceOptions(depends_on=[self.public_access_block])),
         )
 
         self.user = aws.iam.User(

@@ -12,6 +12,9 @@ COMMANDS = {
     "rollback": "registry_ha.pulumi_ops:rollback_main",
     "history": "registry_ha.pulumi_ops:history_main",
     "render": "registry_ha.render:main",
+    "gc": "registry_ha.gc_ops:gc_main",
+    "destroy": "registry_ha.destroy_ops:destroy_main",
+    "restore": "registry_ha.restore:main",
     "local": "registry_ha.sandbox.cli:main",
 }
 
@@ -24,7 +27,12 @@ usage: deploy-registry-ha.sh COMMAND [ARGS]
   history  STACK                             the stack's update history
   render   STACK [--out DIR] [--show-secrets]
                                              manifests and AWS inputs, offline (no cloud, no CLI)
-  local    up|down|status [--json] [...]     the HA topology as local processes on 127.0.0.1
+  gc       STACK [--dry-run] [--delete-untagged] [--yes]
+                                             read-only, garbage-collect Job, FLUSHDB, read-write
+  destroy  STACK [--yes]                     pulumi destroy; the bucket and its key stay (retainBucket)
+  restore  STACK REPO:TAG --before TIME [--yes]
+                                             bring back a deleted tag and manifest from S3 versions
+  local    up|down|status|gc|restart [...]   the HA topology as local processes on 127.0.0.1
 
 STACK is any stack with a Pulumi.<STACK>.yaml (staging, production, ...).
 Exit codes: 0 done, 1 a runtime failure, 2 bad arguments or bad stack config.

@@ -135,6 +135,12 @@ def pinned_image(example: str) -> Check:
     return run
 
 
+def cron_schedule(value: str) -> Optional[str]:
+    if v.is_cron_schedule(value):
+        return None
+    return "a cron schedule of 5 fields such as '0 3 * * 0', or @daily/@weekly (no TZ= prefix)"
+
+
 def bucket_name(value: str) -> Optional[str]:
     problem = v.bucket_name_problem(value)
     return f"an S3 bucket name: {problem}" if problem else None
@@ -334,6 +340,8 @@ KEYS: tuple[Key, ...] = (
     Key("logLevel", "str", "info", "error|warn|info|debug.", one_of(*LOG_LEVELS)),
     Key("storageRedirect", "bool", False, "true: clients fetch blobs from S3 by pre-signed redirect (they must reach S3)."),
     # Shorter than an upload can take would purge uploads still in progress.
+    Key("readOnly", "bool", False, "Maintenance mode: every private registry replica refuses pushes and deletes (405); `deploy-registry-ha.sh gc` sets and clears it. The caches are never read-only."),
+    Key("gcSchedule", "str", None, "Cron schedule (e.g. `0 3 * * 0`) of a CronJob that runs `registry garbage-collect --dry-run`: a report of what `gc` would delete, never a deletion. Unset: no CronJob.", non_empty(cron_schedule)),
     Key("uploadPurgeAge", "str", "168h", "Abandoned uploads older than this are purged.", duration_at_least(3600, "a duration of at least 1h such as 168h")),
     Key("serviceName", "str", "docker-registry", "Name of the LoadBalancer Service (`kubectl get svc docker-registry`).", dns_label()),
     Key("bucketName", "str", None, "S3 bucket name; unset: auto-named from neural-hive-registry-<stack>-.", bucket_name),
@@ -342,7 +350,8 @@ KEYS: tuple[Key, ...] = (
     Key("bucketVersioning", "bool", False, "Keep previous object versions (recovery from bad deletes)."),
     Key("noncurrentVersionDays", "int", 30, "Expire previous object versions after this many days.", between(1, 3650)),
     Key("abortMultipartDays", "int", 3, "Abort incomplete multipart uploads after this many days.", between(1, 365)),
-    Key("forceDestroy", "bool", False, "Allow `pulumi destroy` to delete a non-empty bucket."),
+    Key("forceDestroy", "bool", False, "Allow `pulumi destroy` to delete a non-empty bucket (only with retainBucket: false)."),
+    Key("retainBucket", "bool", True, "Protect the bucket and its KMS key (protect + retainOnDelete): `pulumi destroy` keeps them, with every image."),
     Key("s3Endpoint", "str", None, "S3-compatible endpoint URL (MinIO, Ceph) instead of AWS.", non_empty(matches(v.HTTP_URL, "an http(s) URL such as https://minio.internal:9000"))),
     Key("redisImage", "str", "redis:7.4.2-alpine", "Redis image, pinned.", pinned_image("redis:7.4.2-alpine")),
     Key("redisMaxMemory", "str", "128mb", "Redis maxmemory; eviction is allkeys-lru.", matches(v.REDIS_MEM, "a Redis size such as 256mb")),
@@ -527,6 +536,13 @@ def _tls_ca_needs_tls(values, given) -> Optional[Problem]:
     return None
 
 
+def _force_destroy_needs_an_unretained_bucket(values, given) -> Optional[Problem]:
+    # A retained bucket is never deleted by destroy, so emptying it first would only lose the images.
+    if values["forceDestroy"] and values["retainBucket"]:
+        return "forceDestroy", "true only with retainBucket: false (a retained bucket is never emptied)", True
+    return None
+
+
 RULES: tuple[Rule, ...] = (
     _schema_matches_image,
     _caches_apart_from_the_registry,
@@ -543,4 +559,5 @@ RULES: tuple[Rule, ...] = (
     _monitoring_needs_service_monitor,
     _alert_settings_need_the_rule,
     _tls_ca_needs_tls,
+    _force_destroy_needs_an_unretained_bucket,
 )

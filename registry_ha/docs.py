@@ -298,6 +298,12 @@ def registry_iam_policy() -> str:
     return "```json\n" + json.dumps(json.loads(document), indent=2) + "\n```\n"
 
 
+def _day2() -> dict[str, Callable[[], str]]:
+    from registry_ha import day2_docs
+
+    return day2_docs.GENERATORS
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "registry-iam-policy": registry_iam_policy,
     "config-reference": config_reference,
@@ -312,6 +318,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "test-counts": suite_counts,
     "bad-input-cases": bad_input_cases,
     "performance": performance,
+    **_day2(),
 }
 
 

@@ -319,7 +319,7 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cach
         "replicas": replicas,
         "revisionHistoryLimit": 5,
         "selector": {"matchLabels": selector_labels(names.app, settings.stack)},
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(settings, role)},
         "template": {
             "metadata": {
                 "labels": labels(names.app, component, settings.stack),
@@ -328,6 +328,16 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cach
             "spec": pod_spec,
         },
     }
+
+
+def rolling_update(settings: Settings, role: Role) -> dict:
+    """How a Deployment replaces its pods. Surge by default: the new pod is Ready before an old one
+    goes, so capacity never drops. With required anti-affinity a surge pod needs a node without a
+    replica, which a cluster of exactly `replicas` nodes does not have: the rollout would hang with
+    the new pod Pending. Then one old pod goes first and its replacement takes the freed node."""
+    if role == "private" and settings.registry.anti_affinity == "required":
+        return {"maxUnavailable": 1, "maxSurge": 0}
+    return {"maxUnavailable": 0, "maxSurge": 1}
 
 
 def pdb_spec(app: str, stack: str) -> dict:

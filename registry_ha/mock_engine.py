@@ -44,6 +44,9 @@ class Recorded:
     custom: bool
     inputs: dict
     state: dict = field(default_factory=dict)
+    protect: bool = False
+    retain_on_delete: bool = False
+    dependencies: list[str] = field(default_factory=list)  # URNs: depends_on and the resources whose outputs are inputs
 
 
 @dataclass
@@ -154,7 +157,8 @@ class RegistryMocks(Mocks):
 
 
 class RecordingMonitor(MockMonitor):
-    """Remembers each registration's parent and inputs, so resources can be grouped by component."""
+    """Remembers each registration's parent, inputs, resource options (protect, retainOnDelete) and
+    dependencies, so resources can be grouped by component and their options asserted."""
 
     def __init__(self, mocks: Mocks):
         super().__init__(mocks)
@@ -176,6 +180,9 @@ class RecordingMonitor(MockMonitor):
                     custom=bool(request.custom),
                     inputs=inputs,
                     state=dict(registration.state) if registration else {},
+                    protect=bool(request.protect) if request.HasField("protect") else False,
+                    retain_on_delete=bool(request.retainOnDelete) if request.HasField("retainOnDelete") else False,
+                    dependencies=list(request.dependencies),
                 )
             )
         return response

@@ -177,6 +177,10 @@ def build_registry_config(
             }
         },
     }
+    if role == "private" and settings.registry.read_only:
+        # Pushes and deletes answer 405 while `registry garbage-collect` runs (deploy-registry-ha.sh gc).
+        # Never on a cache: a read-only cache could not store what it fetches.
+        storage["maintenance"]["readonly"] = {"enabled": True}
     config: dict = {
         "version": 0.1,
         "log": {

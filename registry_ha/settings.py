@@ -72,6 +72,8 @@ class RegistrySettings:
     storage_redirect: bool  # False: blobs stream through the registry (clients need not reach S3)
     upload_purge_age: str
     service_name: str
+    read_only: bool = False  # maintenance: storage.maintenance.readonly on every private replica (gc)
+    gc_schedule: Optional[str] = None  # cron schedule of the garbage-collect --dry-run report
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class StorageSettings:
     abort_multipart_days: int
     force_destroy: bool
     endpoint: Optional[str]  # S3-compatible endpoint instead of AWS (path style)
+    retain: bool = True  # bucket and KMS key: protect + retainOnDelete, `pulumi destroy` keeps them
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,8 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         storage_redirect=c["storageRedirect"],
         upload_purge_age=c["uploadPurgeAge"],
         service_name=c["serviceName"],
+        read_only=c["readOnly"],
+        gc_schedule=c["gcSchedule"],
     )
     storage = StorageSettings(
         region=c["aws:region"],
@@ -362,6 +367,7 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         abort_multipart_days=c["abortMultipartDays"],
         force_destroy=c["forceDestroy"],
         endpoint=c["s3Endpoint"],
+        retain=c["retainBucket"],
     )
     redis = RedisSettings(
         image=c["redisImage"],

@@ -34,6 +34,13 @@ REGISTRY_ROOT_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?/?$")
 STACK_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
 STACK_NAME_RULE = "1-15 lowercase letters, digits and '-' (it names the bucket prefix, labels and the IAM user)"
 
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_FIELD = re.compile(r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*$")
+# minute, hour, day of month, month, day of week: (lowest, highest) for numeric values
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = (set(), set(), set(), {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"},
+               {"sun", "mon", "tue", "wed", "thu", "fri", "sat"})
+
 _MEM_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _REDIS_UNITS = {"": 1, "b": 1, "kb": 2**10, "mb": 2**20, "gb": 2**30}
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
@@ -134,3 +141,24 @@ def image_is_pinned(image: str) -> bool:
     if not match:
         return False
     return bool(match.group("digest")) or (bool(match.group("tag")) and match.group("tag") != "latest")
+
+
+def is_cron_schedule(value: str) -> bool:
+    """A Kubernetes CronJob schedule: five fields (numbers, ranges, steps, lists, month/day names) or a
+    macro such as @daily. TZ=/CRON_TZ= prefixes are refused (Kubernetes wants spec.timeZone)."""
+    text = value.strip()
+    if text.lower() in CRON_MACROS:
+        return True
+    fields = text.split()
+    if len(fields) != 5:
+        return False
+    for field, (low, high), names in zip(fields, _CRON_RANGES, _CRON_NAMES):
+        if not _CRON_FIELD.match(field):
+            return False
+        for token in re.findall(r"[0-9A-Za-z]+", re.sub(r"/\d+", "", field)):
+            if token.isdigit():
+                if not low <= int(token) <= high:
+                    return False
+            elif token.lower() not in names:
+                return False
+    return True

@@ -228,6 +228,12 @@ def test_anti_affinity_per_stack(stack, mode):
                 term = weighted["podAffinityTerm"]
             assert term == {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}
             spread = {c["topologyKey"]: c["whenUnsatisfiable"] for c in pod["topologySpreadConstraints"]}
+            # one pod per node leaves no node for a surge pod when nodes == replicas: replace in place
+            rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+            if mode == "required":
+                assert rolling == {"maxUnavailable": 1, "maxSurge": 0}
+            else:
+                assert rolling == {"maxUnavailable": 0, "maxSurge": 1}
             if stack == "production":
                 assert spread == {"kubernetes.io/hostname": "DoNotSchedule", "topology.kubernetes.io/zone": "ScheduleAnyway"}
             else:
@@ -530,3 +536,54 @@ def test_node_configurator_remove_mode_deletes_what_it_wrote_and_mounts_nothing(
         assert "desired" not in {v["name"] for v in pod["volumes"]}
 
     return registered(monitor, nodes.daemonset).apply(check)
+
+
+# --------------------------------------------------------------------------- garbage collection report (gcSchedule)
+
+
+def test_required_anti_affinity_never_surges_and_the_cache_still_does():
+    from registry_ha.k8s import registry_deployment_spec
+
+    production = settings_for("production")
+    assert registry_deployment_spec(production, "private", "c")["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    assert registry_deployment_spec(production, "mirror", "c")["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    preferred = settings_for("production", antiAffinity="preferred")
+    assert registry_deployment_spec(preferred, "private", "c")["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+@pulumi.runtime.test
+def test_gc_schedule_adds_a_dry_run_report_cronjob_on_the_same_secret(monitor):
+    settings = settings_for("staging", gcSchedule="0 3 * * 0")
+    registry = Registry("private", registry_args(settings))
+
+    def check(args):
+        cronjob, secret, service = args
+        spec = cronjob["spec"]
+        assert spec["schedule"] == "0 3 * * 0" and spec["concurrencyPolicy"] == "Forbid"
+        job = spec["jobTemplate"]["spec"]
+        assert job["backoffLimit"] == 0
+        pod = job["template"]["spec"]
+        (container,) = pod["containers"]
+        # a report: --dry-run deletes nothing, so no read-only switch is needed (registry_ha/gc_job.py)
+        assert container["args"] == ["garbage-collect", "/etc/distribution/config.yml", "--dry-run"]
+        assert container["image"] == "registry:3.1.1"
+        (config,) = [v for v in pod["volumes"] if "secret" in v]
+        assert config["secret"]["secretName"] == secret["metadata"]["name"] == "docker-registry-config"
+        assert [i["key"] for i in config["secret"]["items"]] == ["config.yml"]
+        assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        # the registry Service must never send clients to a GC pod
+        selector = service["spec"]["selector"]
+        pod_labels = job["template"]["metadata"]["labels"]
+        assert not all(pod_labels.get(k) == v for k, v in selector.items())
+        assert pod_labels["app.kubernetes.io/name"] == "docker-registry-gc"
+
+    return registered(monitor, registry.gc_report, registry.config_secret, registry.service).apply(check)
+
+
+def test_no_cronjob_without_a_schedule():
+    from registry_ha.mock_engine import run_program
+
+    for stack in ("staging", "production"):
+        assert run_program(stack).of_type("kubernetes:batch/v1:CronJob") == []

@@ -85,6 +85,22 @@ CASES = [
     ("deploy-registry-ha.sh history", "config", deploy("history", "qa"), (), "error: stack 'qa': no Pulumi.qa.yaml in"),
     ("deploy-registry-ha.sh history", "runtime", deploy("history", "staging"), ("fail_stack",),
      "error: `pulumi stack ls --json --non-interactive` failed"),
+    ("deploy-registry-ha.sh gc", "usage", deploy("gc", "staging", "--delete-everything"), (),
+     "error: unrecognized arguments: --delete-everything"),
+    ("deploy-registry-ha.sh gc", "config", deploy("gc", "qa", "--yes"), (), "error: stack 'qa': no Pulumi.qa.yaml in"),
+    ("deploy-registry-ha.sh gc", "runtime", deploy("gc", "staging", "--yes"), ("whoami_fails",),
+     "error: no Pulumi backend is logged in"),
+    ("deploy-registry-ha.sh destroy", "usage", deploy("destroy", "staging"), (),
+     "error: refusing to change the stack without confirmation: stdin is not a terminal; pass --yes"),
+    ("deploy-registry-ha.sh destroy", "config", deploy("destroy", "clash", "--yes"), (), "error: stack 'clash': namespace"),
+    ("deploy-registry-ha.sh destroy", "runtime", deploy("destroy", "staging", "--yes"), ("whoami_fails",),
+     "error: no Pulumi backend is logged in"),
+    ("deploy-registry-ha.sh restore", "usage", deploy("restore", "staging", "team/app:1", "--before", "yesterday"), (),
+     "error: argument --before: an ISO 8601 time such as"),
+    ("deploy-registry-ha.sh restore", "config", deploy("restore", "qa", "team/app:1", "--before", "2026-01-01T00:00:00Z"), (),
+     "error: stack 'qa': no Pulumi.qa.yaml in"),
+    ("deploy-registry-ha.sh restore", "runtime", deploy("restore", "staging", "team/app:1", "--before", "2026-01-01T00:00:00Z"),
+     ("whoami_fails",), "error: no Pulumi backend is logged in"),
     ("deploy-registry-ha.sh render", "usage", deploy("render"), (), "error: render: the following arguments are required: stack"),
     ("deploy-registry-ha.sh render", "config", deploy("render", "clash"), (), "error: stack 'clash': namespace 'registry'"),
     ("deploy-registry-ha.sh render", "runtime", deploy("render", "staging", "--out", "{repo}/README.md/out"), (),
@@ -109,6 +125,13 @@ CASES = [
     ("bench.sh", "runtime", ("bench.sh", "--only", "program", "--quick"), (), "bench: error: cannot write results to"),
 ]
 EXPECTED = {"usage": exit_codes.USAGE, "config": exit_codes.USAGE, "runtime": exit_codes.FAILURE}
+
+
+def test_every_command_of_the_dispatcher_is_documented():
+    from registry_ha import cli
+
+    documented = {c.name for c in exit_codes.COMMANDS}
+    assert {f"deploy-registry-ha.sh {name}" for name in cli.COMMANDS} <= documented
 
 
 def test_every_documented_command_is_exercised_for_each_kind_it_documents():

@@ -48,6 +48,11 @@ def _hardened_config(stack: str):
     return {**config, **HARDENED}, secret_keys
 
 
+def _gc_schedule_config(stack: str):
+    config, secret_keys = load_stack_config(stack)
+    return {**config, "registry-ha:gcSchedule": "0 3 * * 0"}, secret_keys
+
+
 VARIANTS = {
     "staging": lambda: run_program("staging"),
     "production": lambda: run_program("production"),
@@ -55,6 +60,8 @@ VARIANTS = {
     # the opt-in hardening: an htpasswd key in the config Secret, the TLS Secret volume, an HTTPS probe
     "staging+auth+tls": lambda: run_program("staging", *_hardened_config("staging")),
     "production+auth+tls": lambda: run_program("production", *_hardened_config("production")),
+    # the opt-in garbage-collect report CronJob
+    "production+gcSchedule": lambda: run_program("production", *_gc_schedule_config("production")),
 }
 
 
@@ -189,11 +196,12 @@ def test_namespace_enforces_restricted(rendered):
 
 
 def test_every_workload_meets_restricted(rendered):
-    _, documents = rendered
+    name, documents = rendered
     workloads = [d for d in documents if pss.workload_pod(d) is not None]
-    assert sorted(d["metadata"]["name"] for d in workloads) == [
+    assert sorted(d["metadata"]["name"] for d in workloads) == sorted([
         "docker-registry", "docker-registry-mirror", "registry-redis",
-    ]
+        *(["docker-registry-gc-report"] if name.endswith("gcSchedule") else []),
+    ])
     assert {d["metadata"]["name"]: pss.manifest_violations(d) for d in workloads} == {
         d["metadata"]["name"]: [] for d in workloads
     }
@@ -202,8 +210,8 @@ def test_every_workload_meets_restricted(rendered):
 def test_workloads_are_hardened_beyond_restricted(rendered):
     """What the issue asks on top of PSS: read-only root, resources, no service-account token."""
     _, documents = rendered
-    for workload in (d for d in documents if d["kind"] == "Deployment"):
-        pod = workload["spec"]["template"]["spec"]
+    for workload in (d for d in documents if pss.workload_pod(d) is not None):
+        pod, _ = pss.workload_pod(workload)
         assert pod["automountServiceAccountToken"] is False
         for container in pod["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -316,3 +316,79 @@ def test_node_configurator_gets_each_caches_allocated_address():
     assert [r.name for r in run.resources if r.type == "registry-ha:nodes:NodeConfigurator"] == ["node-configurator"]
     off = with_config()
     assert not [m for m in off.manifests() if m["kind"] in ("DaemonSet", "ConfigMap") or m["metadata"]["name"] == "registry-ha-nodes"]
+
+
+# --------------------------------------------------------------------------- data safety (retainBucket)
+
+BUCKET = "aws:s3/bucket:Bucket"
+KMS_KEY = "aws:kms/key:Key"
+# what keeps a retained bucket private, encrypted, versioned and TLS-only once Pulumi forgets it
+BUCKET_GUARDS = {
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    "aws:s3/bucketPolicy:BucketPolicy",
+}
+
+
+def test_production_bucket_and_key_survive_destroy(runs):
+    run = runs["production"]
+    bucket, key = run.one(BUCKET, "storage-bucket"), run.one(KMS_KEY, "storage-key")
+    assert bucket.inputs["forceDestroy"] is False
+    assert (bucket.protect, bucket.retain_on_delete) == (True, True)
+    assert (key.protect, key.retain_on_delete) == (True, True)
+    guards = [r for r in run.resources if r.type in BUCKET_GUARDS]
+    assert {r.type for r in guards} == BUCKET_GUARDS
+    # retained but not protected: destroy removes them from the stack and leaves them on the bucket
+    assert [(r.name, r.protect, r.retain_on_delete) for r in guards] == [(r.name, False, True) for r in guards]
+    # nothing else is kept: the IAM user, its key and every Kubernetes object go with the stack
+    kept = sorted(r.name for r in run.resources if r.custom and (r.protect or r.retain_on_delete))
+    assert kept == sorted(["storage-bucket", "storage-key", *[r.name for r in guards]])
+    assert sorted(r.name for r in run.resources if r.protect) == ["storage-bucket", "storage-key"]
+
+
+def test_staging_bucket_goes_with_the_stack(runs):
+    run = runs["staging"]
+    bucket = run.one(BUCKET, "storage-bucket")
+    assert bucket.inputs["forceDestroy"] is True
+    assert [r.name for r in run.resources if r.protect or r.retain_on_delete] == []
+
+
+def test_retain_bucket_is_a_stack_setting_not_a_stack_name():
+    config, secret_keys = load_stack_config("staging")
+    config.update({"registry-ha:retainBucket": "true", "registry-ha:forceDestroy": "false"})
+    run = run_program("staging", config=config, secret_keys=secret_keys)
+    bucket = run.one(BUCKET, "storage-bucket")
+    assert (bucket.protect, bucket.retain_on_delete, bucket.inputs["forceDestroy"]) == (True, True, False)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_bucket_policy_waits_for_the_public_access_block(runs, stack):
+    run = runs[stack]
+    block = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "storage-public-access-block")
+    policy = run.one("aws:s3/bucketPolicy:BucketPolicy", "storage-tls-only")
+    assert block.urn in policy.dependencies
+    if stack == "production":  # noncurrent-version expiry is configured after versioning is on
+        versioning = run.one("aws:s3/bucketVersioning:BucketVersioning", "storage-versioning")
+        lifecycle = run.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "storage-lifecycle")
+        assert versioning.urn in lifecycle.dependencies
+
+
+def test_read_only_rolls_the_registry_and_leaves_the_cache_alone():
+    """`gc`'s switch: the private registry's config and pods change, the cache's do not."""
+    def run(**extra):
+        config, secret_keys = load_stack_config("production")
+        config.update({f"registry-ha:{k}": v for k, v in extra.items()})
+        return run_program("production", config=config, secret_keys=secret_keys)
+
+    def checksum(result, name):
+        return manifest(result, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    writable, read_only = run(), run(readOnly="true")
+    assert registry_config(read_only)["storage"]["maintenance"]["readonly"] == {"enabled": True}
+    assert "readonly" not in registry_config(writable)["storage"]["maintenance"]
+    assert checksum(read_only, "docker-registry") != checksum(writable, "docker-registry")
+    assert checksum(read_only, "docker-registry-mirror") == checksum(writable, "docker-registry-mirror")
+    assert registry_config(read_only, "docker-registry-mirror-config") == registry_config(writable, "docker-registry-mirror-config")

@@ -177,3 +177,13 @@ def test_redis_failures_are_not_retried_on_v3():
     v3 = config()["redis"]
     assert v3["maxretries"] == -1 and v3["addrs"] == ["registry-redis.registry.svc:6379"]
     assert "maxretries" not in config(schema="v2")["redis"]  # 2.8's redigo pool has no retries
+
+
+@pytest.mark.parametrize("schema", ["v2", "v3"])
+def test_read_only_is_a_maintenance_switch_of_the_private_registry_only(schema):
+    assert "readonly" not in config(schema=schema)["storage"]["maintenance"]  # off: the document is unchanged
+    assert config(schema=schema, readOnly="true")["storage"]["maintenance"]["readonly"] == {"enabled": True}
+    # the caches keep writing what they fetch
+    assert "readonly" not in config("mirror", schema=schema, readOnly="true")["storage"]["maintenance"]
+    on, off = dump_config(config(schema=schema, readOnly="true")), dump_config(config(schema=schema))
+    assert config_checksum(on) != config_checksum(off)  # switching it rolls the pods

@@ -266,3 +266,20 @@ def test_from_pulumi_config_reads_the_cli_environment(monkeypatch):
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
     with pytest.raises(SettingsError, match="mirrorPasswords: must be a secret"):
         from_pulumi_config()
+
+
+@pytest.mark.parametrize("schedule", ["0 3 * * 0", "*/15 * * * *", "30 2 1-7 * mon", "0 0 1 jan,jul *", "@weekly", "0 4 * * 1-5/2"])
+def test_gc_schedules_kubernetes_takes(schedule):
+    assert load_settings({"registry-ha:gcSchedule": schedule}, "staging").registry.gc_schedule == schedule
+
+
+def test_day2_defaults_keep_data_and_stay_writable():
+    """A stack file that says nothing keeps its bucket on destroy and accepts pushes; staging opts out of retain."""
+    bare = load_settings({}, "anything")
+    assert (bare.storage.retain, bare.storage.force_destroy, bare.registry.read_only, bare.registry.gc_schedule) == (
+        True, False, False, None)
+    from tests.mocking import settings_for as stack_file_settings
+
+    staging, production = stack_file_settings("staging"), stack_file_settings("production")
+    assert (staging.storage.retain, staging.storage.force_destroy) == (False, True)
+    assert (production.storage.retain, production.storage.force_destroy, production.storage.versioning) == (True, False, True)

@@ -1,7 +1,9 @@
-"""`deploy-registry-ha.sh local up|down|status [--json]`.
+"""`deploy-registry-ha.sh local up|down|status|gc|restart [--json]`.
+
+gc and restart (Day-2 operations) live in gc.py and rollout.py.
 
 Exit codes: 0 done (status: every started component healthy), 1 a runtime failure (a server did
-not start, a component is unhealthy), 2 bad arguments or bad stack config.
+not start, a component is unhealthy, garbage-collect failed), 2 bad arguments or bad stack config.
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="deploy-registry-ha.sh local",
         description="The HA registry topology (S3, Redis, N replicas behind haproxy, one cache per upstream) on 127.0.0.1.",
     )
-    p.add_argument("action", choices=("up", "down", "status"))
-    p.add_argument("--json", action="store_true", help="up/status: print the status as JSON")
+    p.add_argument("action", choices=("up", "down", "status", "gc", "restart"))
+    p.add_argument("--json", action="store_true", help="up/status/gc/restart: print the result as JSON")
     p.add_argument("--stack", default="staging", help="stack whose Pulumi.<stack>.yaml is rendered (default staging)")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="data, configs, secrets, logs (default .sandbox/)")
     p.add_argument("--port", type=_port, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
@@ -61,7 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--registry-version", default=None,
                    help=f"registry to run with the stack's config rendered for it: {default_registry_version()} "
-                        "(default, the image the program deploys) or 2.8 (Debian's docker-registry 2.8.2)")
+                        "(default, the image the program deploys) or 2.8 (Debian's docker-registry 2.8.2); "
+                        "with restart: the version to upgrade (or downgrade) the running replicas to")
+    p.add_argument("--rolling", action="store_true",
+                   help="restart: one replica at a time, each out of the LB first and UP in it before the next")
+    p.add_argument("--dry-run", action="store_true", help="gc: only report what would be deleted (stays writable)")
+    p.add_argument("--delete-untagged", action="store_true", help="gc: also delete manifests no tag points at")
     upstreams = p.add_mutually_exclusive_group()
     upstreams.add_argument("--upstream", action="append", default=None, metavar="NAME=URL",
                            help="the upstream of one cache (NAME: its mirrors name or host, e.g. dockerhub=http://127.0.0.1:5999); "
@@ -139,11 +146,50 @@ def _up(args) -> int:
     return DONE if all_healthy(status) else FAILURE
 
 
+def _gc(args) -> int:
+    from registry_ha.sandbox.gc import gc
+
+    result = gc(args.state_dir, dry_run=args.dry_run, delete_untagged=args.delete_untagged)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        summary = result["summary"]
+        verb = "would delete" if args.dry_run else "deleted"
+        if summary:
+            print(f"{summary['blobs_marked']} blobs in use; {verb} {summary['blobs_eligible']} blobs and "
+                  f"{summary['manifests_eligible']} untagged manifests")
+        seconds = result["seconds"]
+        print(f"took {seconds if args.dry_run else seconds['total']}s"
+              + ("" if args.dry_run else f" (garbage-collect {seconds['garbage_collect']}s; read-only switch "
+                                         f"{seconds['switch_on']}s on, {seconds['switch_off']}s off)"))
+    if result["exit"] != 0:
+        sys.stderr.write(f"local: error: garbage-collect failed (exit {result['exit']}); the replicas are writable "
+                         f"again. Its output ends:\n{result['output_tail'][-800:]}\n")
+        return 1
+    return 0
+
+
+def _restart(args) -> int:
+    from registry_ha.sandbox.rollout import restart
+
+    result = restart(args.state_dir, rolling=args.rolling, registry_version=args.registry_version)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"restarted {len(result['replaced'])} process(es) on {result['image']} in {result['seconds']}s"
+              + (" (rolling)" if result["rolling"] else ""))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.action == "up":
             return _up(args)
+        if args.action == "gc":
+            return _gc(args)
+        if args.action == "restart":
+            return _restart(args)
         sandbox = Sandbox.from_state(args.state_dir)
         if args.action == "down":
             if sandbox is None:

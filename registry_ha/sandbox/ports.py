@@ -68,6 +68,8 @@ class Ports:
             # keeping the gRPC port in the span and the (UI-less) HTTP port 10000 below it
             "admin.port": b + WEED_ADMIN_OFFSET,
             "admin.port.grpc": b + 58,
+            # Prometheus metrics of every weed server: SeaweedFS_s3_request_total counts S3 requests
+            "metricsPort": b + 59,
         }
 
     def planned(self) -> list[int]:

@@ -27,6 +27,7 @@ config:
   registry-ha:replicas: "2"
   registry-ha:redisMaxMemory: 64mb
   registry-ha:forceDestroy: "true"
+  registry-ha:retainBucket: "false"
 """
 
 
