@@ -2,11 +2,13 @@
 
     clients ──> internal LB registry.neural-hive.local:5000 ─┐      ┌─> S3 bucket (SSE, TLS-only)
             └─> <node>:30500 (NodePort) ─────────────────────┼─> docker-registry x3 ─┤
-                                                              │      └─> Redis (blob descriptors, db 0)
+                 (authEnabled: /auth -> token server in each  │      └─> Redis (blob descriptors, db 0)
+                  pod; push/pull/delete by role)              │
     nodes ───> docker-registry-mirror:5000 ──> Docker Hub    ─┘  cache: own S3 prefix, Redis db 1
 """
 import pulumi
 
+from components.auth import TokenAuth, TokenAuthArgs
 from components.namespace import RegistryNamespace, RegistryNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import RedisCache, RedisCacheArgs
@@ -19,6 +21,11 @@ settings = from_pulumi_config()
 namespace = RegistryNamespace("namespace", RegistryNamespaceArgs(settings=settings))
 storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings.storage, stack=settings.stack))
 redis = RedisCache("redis", RedisCacheArgs(settings=settings, namespace=namespace.name))
+token_auth = (
+    TokenAuth("auth", TokenAuthArgs(settings=settings, namespace=namespace.name))
+    if settings.access.auth_enabled
+    else None
+)
 
 
 def registry_args(role: str) -> RegistryArgs:
@@ -31,6 +38,7 @@ def registry_args(role: str) -> RegistryArgs:
         secret_access_key=storage.secret_access_key,
         redis_address=redis.address,
         redis_password=redis.password,
+        token_auth=token_auth if role == "private" else None,
     )
 
 
@@ -52,6 +60,6 @@ pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("region", settings.storage.region)
 pulumi.export("iamUserName", storage.user_name)
 pulumi.export("namespace", namespace.name)
-if registry.credentials is not None:
-    # authEnabled: {user: password}, a secret output (`pulumi stack output --show-secrets registryCredentials`).
-    pulumi.export("registryCredentials", registry.credentials)
+if token_auth is not None:
+    # {user: password}, a secret output (`pulumi stack output --show-secrets registryCredentials`).
+    pulumi.export("registryCredentials", token_auth.credentials)

@@ -132,3 +132,9 @@ def image_is_pinned(image: str) -> bool:
     if not match:
         return False
     return bool(match.group("digest")) or (bool(match.group("tag")) and match.group("tag") != "latest")
+
+
+def image_has_digest(image: str) -> bool:
+    """name@sha256:<64 hex> (with or without a tag): the image cannot change under the reference."""
+    match = IMAGE.match(image)
+    return bool(match and match.group("digest"))

@@ -540,7 +540,7 @@ def test_default_stacks_have_no_finding(program):
         {"registry-ha:loadBalancerIP": "10.20.0.50"},
         {"registry-ha:loadBalancerProvider": "aws"},
         {"registry-ha:loadBalancerProvider": "none", "registry-ha:mirrorNodePort": "30501"},
-        {"registry-ha:authEnabled": "true", "registry-ha:authUsers": '["ci", "ops"]', "registry-ha:tlsSecretName": "registry-tls"},
+        {"registry-ha:authEnabled": "true", "registry-ha:pullSecretNamespaces": '["apps"]', "registry-ha:tlsSecretName": "registry-tls"},
     ],
     ids=["metallb-pool", "metallb-ip", "aws", "nodeport-only", "auth+tls"],
 )

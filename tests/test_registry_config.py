@@ -11,6 +11,7 @@ CREDENTIALS = Credentials(http_secret="h" * 48, redis_password="r" * 40, s3_acce
 
 
 def config(role="private", schema=None, stack="staging", endpoints=ENDPOINTS, credentials=CREDENTIALS, **values):
+    values.setdefault("authEnabled", "false")  # token auth has its own tests (test_auth.py)
     settings = load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
     return build_registry_config(settings, role, endpoints, credentials, schema=schema)
 
