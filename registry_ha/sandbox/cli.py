@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     upstreams.add_argument("--real-upstreams", action="store_true",
                            help="the cache proxies the stack's real upstream (Docker Hub): needs the internet")
     p.add_argument("--auth", action="store_true",
-                   help="authEnabled: htpasswd users (the stack's authUsers, default ci); passwords in <state-dir>/secrets.json")
+                   help="authEnabled: token auth with roles (docker_auth; the stack's authUsers, default admin, ci, "
+                        "node, reader); passwords in <state-dir>/secrets.json")
     p.add_argument("--tls", action="store_true",
                    help="tlsSecretName: the replicas serve HTTPS with a sandbox CA's certificate (<state-dir>/tls/ca/ca.crt)")
     return p

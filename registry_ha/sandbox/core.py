@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from registry_ha.registry_config import Credentials, Endpoints
-from registry_ha.sandbox import lb, procs, redis, registry, s3
+from registry_ha.sandbox import front, lb, procs, redis, registry, s3, token
 from registry_ha.sandbox.binaries import binary_version, lane_image, resolve_binaries
 from registry_ha.sandbox.errors import SandboxError
 from registry_ha.sandbox.ports import Ports
@@ -43,7 +43,8 @@ MAX_REPLICAS = 20
 SANDBOX_TLS_SECRET = "sandbox-tls"  # stands in for tlsSecretName: the sandbox makes its own certificate
 
 # role -> the module that configures, starts and checks that kind of process
-KINDS = {"s3": s3, "redis": redis, "registry": registry, "mirror": registry, "upstream": registry, "lb": lb}
+KINDS = {"s3": s3, "redis": redis, "registry": registry, "mirror": registry, "upstream": registry, "lb": lb,
+         "token": token, "front": front}
 
 __all__ = ["Sandbox", "SandboxError", "Component", "stack_config", "DEFAULT_STATE_DIR"]
 
@@ -214,7 +215,13 @@ class Sandbox:
             Component("redis", "redis", self.redis_address, [p.redis]),
         ]
         for i, name in enumerate(self.replica_names(), start=1):
-            comps.append(Component(name, "registry", f"127.0.0.1:{p.replica(i)}", [p.replica(i), p.replica_debug(i)]))
+            # with auth the replica's address is its auth proxy's (the registry sits behind it on a socket)
+            ports = [p.replica_debug(i)] if self.auth else [p.replica(i), p.replica_debug(i)]
+            comps.append(Component(name, "registry", f"127.0.0.1:{p.replica(i)}", ports))
+        if self.auth:
+            comps.append(Component("token", "token", f"127.0.0.1:{p.token}", [p.token]))
+            replica_ports = [p.replica(i) for i in range(1, len(self.replica_names()) + 1)]
+            comps.append(Component("front", "front", f"127.0.0.1:{replica_ports[0]}", replica_ports))
         if self.upstream_stand_in:
             comps.append(Component("upstream", "upstream", f"127.0.0.1:{p.upstream}", [p.upstream]))
         if self.settings.mirror.enabled:
@@ -259,18 +266,11 @@ class Sandbox:
 
     def _write_configs(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        if self.auth:
-            import bcrypt  # requirements-dev.txt; the program gets its hashes from pulumi-random
-
-            from registry_ha.registry_config import htpasswd_file
-            from registry_ha.sandbox.secrets import write_private
-
-            passwords = self.user_passwords()
-            write_private(self.config_dir / "htpasswd", htpasswd_file(
-                {u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode() for u, p in passwords.items()}
-            ))
         if self.tls:
             make_tls(self.tls_dir, self.settings.exposure.hostname)
+        if self.auth:
+            token.write_config(self)
+            front.write_config(self)
         s3.write_config(self)
         redis.write_config(self)
         registry.write_configs(self)

@@ -35,6 +35,11 @@ class Ports:
         return self.base + 29 + index
 
     @property
+    def token(self) -> int:
+        """The token server (local up --auth)."""
+        return self.base + 90
+
+    @property
     def s3(self) -> int:
         return self.base + 50
 
