@@ -326,6 +326,8 @@ def probe_v2(address: str, timeout: float = 3.0, access: Optional[RegistryAccess
         except (urllib.error.URLError, OSError) as exc:
             reason, detail = _classify_exception(exc)
             result = Probe(False, reason, detail, scheme, seconds=time.monotonic() - start)
+            if scheme == "http" and isinstance(getattr(exc, "reason", exc), (ConnectionResetError, http.client.RemoteDisconnected)):
+                continue  # a TLS-only port (an auth proxy ending TLS) hangs up on plain HTTP
             if reason in ("refused", "timeout", "dns"):
                 break  # the other scheme would fail the same way, only slower
             continue
