@@ -378,3 +378,38 @@ def test_push_with_fallback_through_the_nodeport_realm(authed, workdir):
     refused = run_script("push-with-fallback.sh", [str(image.layout), "team/fallback:2.0", "--no-ecr"],
                          {**env, "REGISTRY_USERNAME": "reader", "REGISTRY_PASSWORD": password(authed, "reader")})
     assert refused.returncode == 1, refused.stdout + refused.stderr
+
+
+def containerd_version(binary: str) -> tuple[int, int]:
+    import re
+
+    text = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    major, minor = re.search(r"\sv?(\d+)\.(\d+)\.\d+", text).groups()
+    return int(major), int(minor)
+
+
+def test_hosts_toml_header_is_enough_only_from_containerd_2_1(authed, seeded, containerd, tmp_path):
+    """Route (a) for nodes: the node credential as a hosts.toml [header] (auth.node_registry_auth). containerd
+    sends it to the registry but, before 2.1, not to the token realm: there the pull fails and nodes need CRI
+    credentials (a pull secret, or registry.configs) instead. This machine's containerd decides the expectation."""
+    ep = authed.endpoint
+    node = auth.node_registry_auth(authed.settings, password(authed, "node"))
+    header = node.hosts_toml_headers()[authed.settings.registry_address]["Authorization"]
+    # the header itself is right: the realm gives a pull token for the credential it carries
+    user, secret = base64.b64decode(header.split()[1]).decode().split(":", 1)
+    assert imagetools.fetch_token({"realm": f"http://{ep}/auth", "service": auth.service(authed.settings),
+                                   "scope": f"repository:{REPO}:pull"}, imagetools.RegistryAccess(user, secret))
+    directory = tmp_path / "certs.d" / ep
+    directory.mkdir(parents=True)
+    hosts = directory / "hosts.toml"
+    hosts.write_text(f'server = "http://{ep}"\n\n[host."http://{ep}"]\n  capabilities = ["pull", "resolve"]\n'
+                     f'  [host."http://{ep}".header]\n    Authorization = "{header}"\n')
+    hosts.chmod(0o600)  # it holds the password
+    containerd.ctr("images", "rm", f"{ep}/{REPO}:v1")
+    result = containerd.pull(f"{ep}/{REPO}:v1", hosts_dir=tmp_path / "certs.d")
+    version = containerd_version(containerd.containerd)
+    print(f"\ncontainerd {version}: hosts.toml header only -> rc {result.returncode}")
+    if version >= auth.CONTAINERD_HEADER_AUTH_MIN_VERSION:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0 and "401" in result.stderr, result.stderr
