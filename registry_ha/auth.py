@@ -55,6 +55,17 @@ PROXY_TLS_DIR = "/etc/auth-proxy-tls"  # not under PROXY_CONFIG_DIR: no mount po
 PROXY_TLS_PEM = "tls.pem"  # haproxy loads the key from tls.pem.key next to it
 
 
+def role_permissions(role: str) -> dict[str, bool]:
+    """What a role may do, read off its ACL actions (the catalog: only rules without a type match)."""
+    actions = ROLE_ACTIONS[role]
+    return {
+        "pull": "*" in actions or "pull" in actions,
+        "push": "*" in actions or "push" in actions,
+        "delete": "*" in actions or "delete" in actions,
+        "catalog": role == "admin",
+    }
+
+
 def issuer(settings: "Settings") -> str:
     return f"registry-ha-{settings.stack}"
 

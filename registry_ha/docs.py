@@ -51,8 +51,30 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def access_matrix() -> str:
+    """Who can do what with the default identities (authUsers' default), from the ACL roles."""
+    from registry_ha.auth import ROLE_ACTIONS, role_permissions
+    from registry_ha.config_keys import KEYS_BY_NAME
+
+    purpose = {"admin": "operators (deletes, garbage collection)", "ci": "CI (publishes images)",
+               "node": "cluster nodes (`nodeUser`)", "reader": "humans"}
+    yes_no = {True: "yes", False: "no"}
+    lines = ["| identity | role (ACL actions) | for | pull | push | delete | list the catalog |", "|---|---|---|---|---|---|---|"]
+    for entry in KEYS_BY_NAME["authUsers"].default:
+        name, role = entry.split(":", 1)
+        can = role_permissions(role)
+        actions = ", ".join(ROLE_ACTIONS[role])
+        lines.append(f"| `{name}` | {role} (`{actions}`) | {purpose.get(name, '')} | "
+                     + " | ".join(yes_no[can[k]] for k in ("pull", "push", "delete", "catalog")) + " |")
+    lines.append("| anonymous, or a wrong password | none | anyone else | no | no | no | no |")
+    lines.append("| anyone reaching a pull-through cache (no credentials) | the cache is anonymous | pods, `clientCidrs` "
+                 "| yes (upstream images) | no (405) | no | yes |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "config-reference": config_reference,
+    "access-matrix": access_matrix,
 }
 
 

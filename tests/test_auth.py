@@ -376,3 +376,17 @@ def test_users_and_keys_roll_the_pods_and_a_rotation_keeps_the_old_key():
         return cert.subject.rfc4514_string()
 
     assert signer(rotating).endswith("signer k1") and signer(switched).endswith("signer k2")
+
+
+def test_the_documented_access_matrix_is_the_measured_one():
+    """docs/security.md's who-can-do-what table is generated from the ACL roles; the integration test's
+    literal tables (measured on 3.1.1 with skopeo, containerd and the API) must say the same."""
+    from tests.integration.test_10_token_auth import EXPECTED_API, EXPECTED_CLIENT, OK
+
+    for entry in KEYS_BY_NAME["authUsers"].default:
+        name, role = entry.split(":", 1)
+        can = auth.role_permissions(role)
+        assert {a: EXPECTED_CLIENT[name][a] == OK for a in ("pull", "push", "delete")} == {
+            a: can[a] for a in ("pull", "push", "delete")}, name
+        assert (EXPECTED_API[name]["catalog"][0] == 200) == can["catalog"], name
+    assert set(EXPECTED_CLIENT["anonymous"].values()) == {"refused"}

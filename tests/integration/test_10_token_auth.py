@@ -54,12 +54,12 @@ EXPECTED_CLIENT = {  # skopeo and containerd: did the operation succeed
 NO_TOKEN = (401, "UNAUTHORIZED", None)  # no token at all: the realm refused the credentials (or there were none)
 SCOPE = (401, "UNAUTHORIZED", "insufficient_scope")  # a valid token without the action
 EXPECTED_API = {  # the registry's answer: (status, errors[0].code, WWW-Authenticate error=)
-    "anonymous": {"pull": NO_TOKEN, "push": NO_TOKEN, "delete": NO_TOKEN},
-    "reader": {"pull": (200, None, None), "push": SCOPE, "delete": SCOPE},
-    "node": {"pull": (200, None, None), "push": SCOPE, "delete": SCOPE},
-    "ci": {"pull": (200, None, None), "push": (202, None, None), "delete": SCOPE},
-    "admin": {"pull": (200, None, None), "push": (202, None, None), "delete": (202, None, None)},
-    "node-wrong-password": {"pull": NO_TOKEN, "push": NO_TOKEN, "delete": NO_TOKEN},
+    "anonymous": {"pull": NO_TOKEN, "push": NO_TOKEN, "delete": NO_TOKEN, "catalog": NO_TOKEN},
+    "reader": {"pull": (200, None, None), "push": SCOPE, "delete": SCOPE, "catalog": SCOPE},
+    "node": {"pull": (200, None, None), "push": SCOPE, "delete": SCOPE, "catalog": SCOPE},
+    "ci": {"pull": (200, None, None), "push": (202, None, None), "delete": SCOPE, "catalog": SCOPE},
+    "admin": {"pull": (200, None, None), "push": (202, None, None), "delete": (202, None, None), "catalog": (200, None, None)},
+    "node-wrong-password": {"pull": NO_TOKEN, "push": NO_TOKEN, "delete": NO_TOKEN, "catalog": NO_TOKEN},
 }
 
 
@@ -181,6 +181,7 @@ def test_role_matrix_at_the_registry_api(authed, seeded):
             "pull": imagetools.http_request(f"{base}/manifests/v1", headers={"Accept": imagetools.MANIFEST_ACCEPT}, access=who),
             "push": imagetools.http_request(f"{base}/blobs/uploads/", "POST", access=who),
             "delete": imagetools.http_request(f"{base}/manifests/{digest}", "DELETE", access=who),
+            "catalog": imagetools.http_request(f"http://{authed.endpoint}/v2/_catalog", access=who),
         }
         measured[identity] = {action: api_answer(*answer) for action, answer in answers.items()}
     print("\nAPI:", json.dumps(measured))
