@@ -323,6 +323,11 @@ def test_realm_follows_the_address_the_client_used(authed, seeded, skopeo_bin, w
         "Host": authed.settings.secondary_address, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"})
     # the proxy decides the scheme and drops forwarded hosts: the realm is the Host the client used
     assert imagetools.bearer_challenge(headers)["realm"] == f"http://{authed.settings.secondary_address}/auth"
+    # ...and the URLs the registry hands out (an upload's Location) name the address used, not a forwarded host
+    status, headers, _ = imagetools.http_request(f"http://{authed.endpoint}/v2/{REPO}/blobs/uploads/", "POST",
+                                                 headers={"X-Forwarded-Host": "evil.example"}, access=access(authed, "ci"))
+    location = next(v for k, v in headers.items() if k.lower() == "location")
+    assert status == 202 and location.startswith(f"http://{authed.endpoint}/v2/{REPO}/blobs/uploads/"), location
     replica = replica_addresses(authed)[1]
     pulled = skopeo(skopeo_bin, "copy", "--src-tls-verify=false", *authfile(workdir, authed, "node", replica),
                     f"docker://{replica}/{REPO}:v1", f"oci:{workdir / 'via-replica'}:x")
