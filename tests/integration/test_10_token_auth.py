@@ -66,9 +66,11 @@ EXPECTED_API = {  # the registry's answer: (status, errors[0].code, WWW-Authenti
 @pytest.fixture(scope="module")
 def authed(tmp_path_factory, bins):
     repo = tmp_path_factory.mktemp("auth-repo")
-    # the staging stack with auth turned on (its default identities) and no cache: this module is about the registry
+    # the staging stack with auth turned on (its default identities) and no cache: this module is about the
+    # registry; two signing keys, as in the middle of a rotation (k1 signs, both are trusted)
     (repo / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": {
-        "registry-ha:authEnabled": "true", "registry-ha:mirrorEnabled": "false"}}))
+        "registry-ha:authEnabled": "true", "registry-ha:mirrorEnabled": "false",
+        "registry-ha:tokenSigningKeys": '["k1", "k2"]'}}))
     sb = Sandbox(tmp_path_factory.mktemp("authed"), stack="staging", lb_port=free_port(),
                  port_base=free_port_base(), repo_root=repo)
     try:
@@ -278,6 +280,7 @@ def foreign_token_server(authed, pool, tmp_path_factory):
 def test_tokens_from_another_issuer_or_expired_are_refused(authed, seeded, foreign_token_server):
     issuer, audience = auth.issuer(authed.settings), auth.service(authed.settings)
     key = sandbox_token.signing_key_path(authed)
+    assert key.read_text() == (sandbox_token.keys_dir(authed) / "k1.key").read_text()  # the first key signs
     foreign_address, foreign_key = foreign_token_server
     foreign = imagetools.RegistryAccess("node", "foreign-pass")
     foreign_token = imagetools.fetch_token(
@@ -290,6 +293,9 @@ def test_tokens_from_another_issuer_or_expired_are_refused(authed, seeded, forei
         "another docker_auth (its key, its issuer)": with_token(authed, foreign_token),
         "sandbox key, another issuer": with_token(authed, mint(key, issuer="someone-else", audience=audience)),
         "another key, right issuer": with_token(authed, mint(foreign_key, issuer=issuer, audience=audience)),
+        # a rotation: the second key (not signing yet) is already trusted
+        "second signing key (k2)": with_token(authed, mint(sandbox_token.keys_dir(authed) / "k2.key", issuer=issuer,
+                                                           audience=audience)),
         "sandbox key, another audience": with_token(authed, mint(key, issuer=issuer, audience="elsewhere")),
         # the registry allows 60 s of clock skew: 120 s past expiry is expired
         "expired 120 s ago": with_token(authed, mint(key, issuer=issuer, audience=audience, exp_offset=-120)),
@@ -301,6 +307,7 @@ def test_tokens_from_another_issuer_or_expired_are_refused(authed, seeded, forei
         "another docker_auth (its key, its issuer)": invalid,
         "sandbox key, another issuer": invalid,
         "another key, right issuer": invalid,
+        "second signing key (k2)": (200, None, None),
         "sandbox key, another audience": invalid,
         "expired 120 s ago": invalid,
         "expired 30 s ago (inside the leeway)": (200, None, None),
