@@ -141,8 +141,8 @@ class AccessSettings:
     node_user: Optional[str] = None  # the pull identity nodes use
     pull_secret_namespaces: tuple[str, ...] = ()
     signing_keys: tuple[str, ...] = ()  # the first signs, all are trusted
-    token_server_image: str = "cesanta/docker_auth:1.14.0"
-    proxy_image: str = "haproxy:2.6.17-alpine"
+    token_server_image: str = KEYS_BY_NAME["tokenServerImage"].default
+    proxy_image: str = KEYS_BY_NAME["authProxyImage"].default
     tls_secret_name: Optional[str] = None  # an existing kubernetes.io/tls Secret; None: plain HTTP
 
     @property
