@@ -41,3 +41,17 @@ def require_registry(image: str = "registry:3.1.1") -> str:
         if IN_CI:
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+def require_token_server() -> str:
+    """The docker_auth binary `local up --auth` runs (bootstrap builds it into .tools/). Missing: a failure
+    under CI, a skip elsewhere."""
+    from registry_ha.sandbox.errors import SandboxError
+    from registry_ha.sandbox.token import binary
+
+    try:
+        return binary()
+    except SandboxError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import IN_CI, require_binary
+from conftest import IN_CI, require_binary, require_token_server
 from registry_ha import auth, imagetools
 from registry_ha.sandbox import procs
 from registry_ha.sandbox import token as sandbox_token
@@ -65,6 +65,7 @@ EXPECTED_API = {  # the registry's answer: (status, errors[0].code, WWW-Authenti
 
 @pytest.fixture(scope="module")
 def authed(tmp_path_factory, bins):
+    require_token_server()
     repo = tmp_path_factory.mktemp("auth-repo")
     # the staging stack with auth turned on (its default identities) and no cache: this module is about the
     # registry; two signing keys, as in the middle of a rotation (k1 signs, both are trusted)

@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registry_ha.sandbox.core import Sandbox
+from conftest import require_token_server
 from registry_ha import imagetools
+from registry_ha.sandbox.core import Sandbox
 
 from .conftest import REPO_ROOT, free_port, free_port_base, replica_addresses
 from .oci import assert_dir_matches, build_image, sha256, skopeo
@@ -43,6 +44,7 @@ USERS = ("admin", "ci", "node", "reader")
 
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory, bins, pool):
+    require_token_server()
     # an upstream of its own: test 5 stops the session's upstream
     upstream = pool.plain_registry("upstream-9")
     repo = tmp_path_factory.mktemp("hardened-repo")
