@@ -4,17 +4,23 @@
             └─> <node>:30500 (NodePort) ─────────────────────┼─> docker-registry x3 ─┤
                  (authEnabled: /auth -> token server in each  │      └─> Redis (blob descriptors, db 0)
                   pod; push/pull/delete by role)              │
-    nodes ───> docker-registry-mirror:5000 ──> Docker Hub    ─┘  cache: own S3 prefix, Redis db 1
+    nodes ───> <cache ClusterIP>:5000, one cache per upstream ┘  each cache: own S3 prefix, own Redis db
+               (docker.io, ghcr.io, ...) ──> the upstream
+    node configurator (opt-in DaemonSet) ──> /etc/containerd/certs.d/<registry>/hosts.toml on every node
+    Prometheus ──> :5001/metrics (ServiceMonitor) ──> alerts (PrometheusRule), Grafana dashboard (ConfigMap)
 """
 import pulumi
 
 from components.auth import TokenAuth, TokenAuthArgs
+from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import RegistryNamespace, RegistryNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
+from components.nodes import NodeConfigurator, NodeConfiguratorArgs
 from components.redis import RedisCache, RedisCacheArgs
 from components.registry import Registry, RegistryArgs
 from components.storage import RegistryStorage, RegistryStorageArgs
-from registry_ha.settings import from_pulumi_config
+from registry_ha.containerd import cluster_endpoints, node_files, url_host
+from registry_ha.settings import REGISTRY_PORT, from_pulumi_config
 
 settings = from_pulumi_config()
 
@@ -28,7 +34,7 @@ token_auth = (
 )
 
 
-def registry_args(role: str) -> RegistryArgs:
+def registry_args(role: str, cache=None) -> RegistryArgs:
     return RegistryArgs(
         settings=settings,
         role=role,
@@ -38,13 +44,24 @@ def registry_args(role: str) -> RegistryArgs:
         secret_access_key=storage.secret_access_key,
         redis_address=redis.address,
         redis_password=redis.password,
+        cache=cache,
         token_auth=token_auth if role == "private" else None,
     )
 
 
 registry = Registry("private", registry_args("private"))
-mirror = Registry("dockerhub-cache", registry_args("mirror")) if settings.mirror.enabled else None
+# One component per upstream, named after its cache (dockerhub-cache, ghcr-cache, ...): adding or
+# removing a cache leaves the others' resources as they are.
+caches = {cache.name: Registry(cache.component_name, registry_args("mirror", cache)) for cache in settings.caches}
 network = NetworkPolicies("network", NetworkPoliciesArgs(settings=settings, namespace=namespace.name))
+if settings.monitoring.enabled:
+    Monitoring("monitoring", MonitoringArgs(settings=settings, namespace=namespace.name))
+
+cache_ips = pulumi.Output.all(*[c.cluster_ip for c in caches.values()]).apply(lambda ips: dict(zip(caches, ips)))
+# Nodes send no credentials: htpasswd users have no roles, so any of them on every node could push and delete.
+files = cache_ips.apply(lambda ips: node_files(settings, cluster_endpoints(settings, ips), authorization=None))
+if settings.nodes.configurator != "off":
+    NodeConfigurator("node-configurator", NodeConfiguratorArgs(settings=settings, files=files))
 
 pulumi.export("registryAddress", settings.registry_address)
 pulumi.export("secondaryAddress", settings.secondary_address)
@@ -55,7 +72,11 @@ pulumi.export(
         lambda address: f"{address} {settings.exposure.hostname}" if address else None
     ),
 )
-pulumi.export("mirrorAddress", (mirror.node_address or mirror.cluster_address) if mirror else None)
+# upstream host -> the address nodes (containerd) use for its cache: <ClusterIP>:5000
+pulumi.export(
+    "mirrorAddress",
+    cache_ips.apply(lambda ips: {settings.cache(name).host: f"{url_host(ip)}:{REGISTRY_PORT}" for name, ip in ips.items() if ip}),
+)
 pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("region", settings.storage.region)
 pulumi.export("iamUserName", storage.user_name)

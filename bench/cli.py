@@ -1,7 +1,8 @@
 """`python -m bench [--quick] [--only pulls,failover] [--with-suite]` (or ./scripts/bench.sh).
 
-Runs the measurements of issue 6 side by side in one run against one sandbox, writes
-bench/results/<timestamp>.json (git-ignored) and bench/latest.json, and prints the table.
+Runs the measurements in one run: the sandbox measurements once per registry version (3.1.1, what
+the program deploys, and 2.8.2, the compat lane), each on a sandbox of its own, printed side by
+side; writes bench/results/<timestamp>.json (git-ignored) and bench/latest.json, prints the table.
 """
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from pathlib import Path
 from bench import measures
 from bench.env import BenchEnv
 from bench.stats import fmt, format_table, markdown_table, target_mark
+from registry_ha.sandbox.binaries import COMPAT_VERSION
+from registry_ha.toolchain import default_registry_version
+from registry_ha.exit_codes import DONE, FAILURE, USAGE
+from registry_ha.sandbox.errors import SandboxError
 
 BENCH_DIR = Path(__file__).resolve().parent
 MEASURES = ("program", "pulls", "failover", "redis", "mirror", "suite")
@@ -40,33 +45,106 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer repetitions (development)")
     p.add_argument("--with-suite", action="store_true", help="also time the full test suite (minutes)")
     p.add_argument("--stack", default="staging", help="stack whose rendered topology the sandbox runs")
+    p.add_argument("--registry-versions", default=f"{default_registry_version()},{COMPAT_VERSION}",
+                   help="registry versions the sandbox measurements run on, side by side (default: %(default)s)")
     p.add_argument("--no-latest", action="store_true", help="do not overwrite bench/latest.json")
     p.add_argument("--render", metavar="JSON", help="measure nothing: print the table of an earlier result file")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README's Performance section)")
     return p
 
 
+def _value(f: dict) -> str:
+    return f["value"] if isinstance(f["value"], str) else fmt(f["value"], f["unit"])
+
+
+def _target(f: dict) -> str:
+    return f"{f['target']} {target_mark(f['met'])}".strip() if f["target"] else ""
+
+
+def lanes_of(results: dict) -> list[str]:
+    return results.get("registry_versions") or []
+
+
+def table_header(results: dict) -> list[str]:
+    lanes = lanes_of(results)
+    if not lanes:
+        return ["#", "figure", "value", "target"]
+    return ["#", "figure", *[f"registry {lane}" for lane in lanes], f"target ({lanes[0]})"]
+
+
 def table_rows(results: dict) -> list[list[str]]:
+    """One row per figure; a sandbox measurement has one value column per registry version."""
+    lanes = lanes_of(results)
+    width = max(len(lanes), 1)
     rows = []
     for name in MEASURES:
         section = results["measures"].get(name)
         if section is None:
             continue
-        if "error" in section:
-            rows.append([TITLES[name], "ERROR: " + section["error"].splitlines()[-1][:100], "", ""])
+        if "lanes" not in section:
+            if "error" in section:
+                rows.append([TITLES[name], "ERROR: " + section["error"].splitlines()[-1][:100], *[""] * width, ""])
+                continue
+            for i, f in enumerate(section["figures"]):
+                rows.append([TITLES[name] if i == 0 else "", f["figure"], _value(f), *[""] * (width - 1), _target(f)])
             continue
-        for i, f in enumerate(section["figures"]):
-            value = f["value"] if isinstance(f["value"], str) else fmt(f["value"], f["unit"])
-            target = f"{f['target']} {target_mark(f['met'])}".strip() if f["target"] else ""
-            rows.append([TITLES[name] if i == 0 else "", f["figure"], value, target])
+        per_lane = [section["lanes"].get(lane, {"error": "not run"}) for lane in lanes]
+        names: list[str] = []
+        for lane_result in per_lane:
+            for f in lane_result.get("figures", []):
+                if f["figure"] not in names:
+                    names.append(f["figure"])
+        for lane, lane_result in zip(lanes, per_lane):
+            if "error" in lane_result:
+                rows.append([TITLES[name], f"{lane}: ERROR: " + lane_result["error"].splitlines()[-1][:90],
+                             *[""] * width, ""])
+        for i, figure in enumerate(names):
+            cells, target = [], ""
+            for j, lane_result in enumerate(per_lane):
+                f = next((x for x in lane_result.get("figures", []) if x["figure"] == figure), None)
+                cells.append(_value(f) if f else "")
+                if j == 0 and f:
+                    target = _target(f)
+            rows.append([TITLES[name] if i == 0 else "", figure, *cells, target])
     return rows
 
 
-def run(args: argparse.Namespace, out=sys.stderr) -> dict:
-    selected = [m.strip() for m in args.only.split(",") if m.strip()] or list(MEASURES)
+class UsageError(Exception):
+    """A bad argument or stack: one line, exit 2 (registry_ha.exit_codes)."""
+
+
+def selected_measures(only: str) -> list[str]:
+    selected = [m.strip() for m in only.split(",") if m.strip()] or list(MEASURES)
     unknown = [m for m in selected if m not in MEASURES]
     if unknown:
-        raise SystemExit(f"bench: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+        raise UsageError(f"--only: unknown measurement(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+    return selected
+
+
+def check_stack(stack: str) -> None:
+    """The stack the sandbox renders exists and its config is valid (before minutes of measuring)."""
+    from registry_ha.sandbox.core import stack_config
+    from registry_ha.settings import SettingsError, load_settings
+
+    try:
+        raw, region, _ = stack_config(stack)
+        load_settings(raw, stack, aws_region=region)
+    except SettingsError as exc:
+        raise UsageError(f"--stack: {exc}") from None
+
+
+def load_result(path: str) -> dict:
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--render {path}: not a readable result file ({exc})") from None
+    if not isinstance(results, dict) or not isinstance(results.get("measures"), dict):
+        raise UsageError(f"--render {path}: not a bench result (no \"measures\")")
+    return results
+
+
+def run(args: argparse.Namespace, out=sys.stderr) -> dict:
+    selected = selected_measures(args.only)
     started = dt.datetime.now(dt.timezone.utc)
     results: dict = {
         "date": started.isoformat(timespec="seconds"),
@@ -79,41 +157,58 @@ def run(args: argparse.Namespace, out=sys.stderr) -> dict:
         "measures": {},
         "durations_s": {},
     }
-    env = None
-    try:
-        for name in MEASURES:
-            if name not in selected:
-                continue
-            if name in NEEDS_SANDBOX and env is None:
-                env = BenchEnv(stack=args.stack, out=out)
-                env.up()
-            out.write(f"bench: {TITLES[name]} ...\n")
-            out.flush()
-            t0 = time.monotonic()
-            try:
-                if name == "program":
-                    results["measures"][name] = measures.measure_program(args.quick)
-                elif name == "suite":
-                    results["measures"][name] = measures.measure_suite(args.quick, args.with_suite)
-                else:
-                    results["measures"][name] = getattr(measures, f"measure_{name}")(env, args.quick)
-            except Exception:  # one broken measurement must not lose the others
-                results["measures"][name] = {"error": traceback.format_exc()}
-                out.write(f"bench: {name} failed:\n{traceback.format_exc()}\n")
-            results["durations_s"][name] = round(time.monotonic() - t0, 1)
-    finally:
-        if env is not None:
+    lanes = [v.strip() for v in args.registry_versions.split(",") if v.strip()]
+    results["registry_versions"] = lanes
+    for name in selected:
+        if name in NEEDS_SANDBOX:
+            continue
+        out.write(f"bench: {TITLES[name]} ...\n")
+        t0 = time.monotonic()
+        results["measures"][name] = _measure(name, None, args, out)
+        results["durations_s"][name] = round(time.monotonic() - t0, 1)
+    for lane in lanes:
+        wanted = [name for name in MEASURES if name in selected and name in NEEDS_SANDBOX]
+        if not wanted:
+            break
+        env = BenchEnv(stack=args.stack, out=out, registry_version=lane)
+        try:
+            env.up()
+            for name in wanted:
+                out.write(f"bench: {TITLES[name]} on registry {lane} ...\n")
+                out.flush()
+                t0 = time.monotonic()
+                section = results["measures"].setdefault(name, {"lanes": {}})
+                section["lanes"][lane] = _measure(name, env, args, out)
+                results["durations_s"][f"{name} ({lane})"] = round(time.monotonic() - t0, 1)
+        except Exception:
+            for name in wanted:
+                results["measures"].setdefault(name, {"lanes": {}})["lanes"].setdefault(
+                    lane, {"error": traceback.format_exc()})
+            out.write(f"bench: the registry {lane} sandbox failed:\n{traceback.format_exc()}\n")
+        finally:
             env.close()
     results["loadavg_end"] = os.getloadavg()
     results["total_s"] = round((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 1)
     return results
 
 
+def _measure(name: str, env, args, out) -> dict:
+    try:
+        if name == "program":
+            return measures.measure_program(args.quick)
+        if name == "suite":
+            return measures.measure_suite(args.quick, args.with_suite)
+        return getattr(measures, f"measure_{name}")(env, args.quick)
+    except Exception:  # one broken measurement must not lose the others
+        out.write(f"bench: {name} failed:\n{traceback.format_exc()}\n")
+        return {"error": traceback.format_exc()}
+
+
 def _print(results: dict, markdown: bool) -> None:
     print(f"registry-ha benchmarks, {results['date']}, nproc {results['nproc']}, "
           f"load {results['loadavg_start'][0]:.2f} -> {results['loadavg_end'][0]:.2f}, "
           f"{'quick' if results['quick'] else 'full'} run in {results['total_s']:.0f} s")
-    print((markdown_table if markdown else format_table)(table_rows(results)))
+    print((markdown_table if markdown else format_table)(table_rows(results), table_header(results)))
 
 
 def _terminate(signum, _frame):
@@ -121,15 +216,29 @@ def _terminate(signum, _frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.render:
-        _print(json.loads(Path(args.render).read_text()), args.markdown)
-        return 0
+    args = _parser().parse_args(argv)  # argparse: usage errors exit 2
+    try:
+        if args.render:
+            _print(load_result(args.render), args.markdown)
+            return DONE
+        selected_measures(args.only)
+        check_stack(args.stack)
+    except UsageError as exc:
+        sys.stderr.write(f"bench: error: {exc}\n")
+        return USAGE
+    try:  # before minutes of measuring, not after
+        (BENCH_DIR / "results").mkdir(exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"bench: error: cannot write results to {BENCH_DIR / 'results'}: {exc.strerror or exc}\n")
+        return FAILURE
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
-    results = run(args)
+    try:
+        results = run(args)
+    except (SandboxError, RuntimeError, OSError) as exc:  # the sandbox did not come up: nothing was measured
+        sys.stderr.write(f"bench: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n")
+        return FAILURE
     stamp = dt.datetime.fromisoformat(results["date"]).strftime("%Y%m%dT%H%M%SZ")
-    (BENCH_DIR / "results").mkdir(exist_ok=True)
     text = json.dumps(results, indent=2, default=str) + "\n"
     path = BENCH_DIR / "results" / f"{stamp}.json"
     path.write_text(text)
@@ -137,4 +246,6 @@ def main(argv: list[str] | None = None) -> int:
         (BENCH_DIR / "latest.json").write_text(text)
     _print(results, args.markdown)
     print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}" + ("" if args.no_latest else " (and bench/latest.json)"))
-    return 1 if any("error" in m for m in results["measures"].values()) else 0
+    failed = [m for m in results["measures"].values()
+              if "error" in m or any("error" in lane for lane in m.get("lanes", {}).values())]
+    return FAILURE if failed else DONE

@@ -7,7 +7,6 @@ is stopped by `close()` (callers use try/finally).
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import tempfile
@@ -20,19 +19,9 @@ from typing import Callable, Optional
 from registry_ha.registry_config import dump_config
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import Sandbox
-from registry_ha.sandbox.ports import SPAN
+from registry_ha.sandbox.ports import free_port_base
 
 from bench.client import free_port
-
-
-def free_port_base(span: int = SPAN) -> int:
-    """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
-    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
-    for _ in range(200):
-        base = rng.randrange(20000, 50000 - span, 10)
-        if all(procs.port_free(p) for p in [*range(base, base + span), base + 10058]):
-            return base
-    raise RuntimeError("no free port range found")
 
 
 @dataclass

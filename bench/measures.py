@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from registry_ha.registry_config import ROOT_DIRECTORIES
+from registry_ha.registry_config import PRIVATE_ROOT_DIRECTORY
 from registry_ha.sandbox import procs
 
 from bench import client
@@ -110,7 +110,7 @@ def measure_pulls(env: BenchEnv, quick: bool) -> dict:
     # not in the issue: the same LB with kernel splicing, to tell haproxy's userspace copy apart
     splice_lb, _ = env.haproxy_variant("lb-splice", add_to_defaults=("option splice-auto",))
     s3 = sb.s3_client(admin=True)
-    key = client.blob_key(ROOT_DIRECTORIES["private"], image.layer_digests[0])
+    key = client.blob_key(PRIVATE_ROOT_DIRECTORY, image.layer_digests[0])
     s3_url = s3.generate_presigned_url("get_object", Params={"Bucket": sb.bucket, "Key": key}, ExpiresIn=3600)
 
     def pull_lb(verify=False):
@@ -417,22 +417,37 @@ def measure_failover(env: BenchEnv, quick: bool) -> dict:
 
 
 def measure_redis(env: BenchEnv, quick: bool) -> dict:
+    """Pulls from one replica with Redis up, stopped (connection refused) and hung (SIGSTOP: accepts,
+    never answers), a push in each outage, and an extra replica with the in-memory cache instead."""
     sb = env.sandbox
     assert sb is not None
     n = 15 if quick else 31
+    hung_n = 5 if quick else 9
     image = build_image((64 * 1024, 2 * MiB), label="bench-redis")
     repo = "bench/redis"
     direct = sb.components["registry-1"].address
     push(direct, repo, "v1", image)
     inmem = env.replica_variant("registry-inmemory", set_inmemory_cache)
-    samples: dict[str, list[float]] = {"redis": [], "inmemory": [], "redis_stopped": []}
+    samples: dict[str, list[float]] = {"redis": [], "inmemory": [], "redis_stopped": [], "redis_hung": []}
     failures: dict[str, int] = {k: 0 for k in samples}
+    pushes: dict[str, Optional[float]] = {}
+    redis = sb.components["redis"]
 
     def one(kind: str, address: str) -> None:
         try:
-            samples[kind].append(pull(address, repo, "v1", image, timeout=15).seconds)
+            samples[kind].append(pull(address, repo, "v1", image, timeout=30).seconds)
         except PULL_ERRORS:
             failures[kind] += 1
+
+    def push_during(kind: str) -> None:
+        fresh = build_image((32 * 1024, 256 * 1024), label=f"bench-redis-{kind}-{os.urandom(4).hex()}")
+        t0 = time.monotonic()
+        try:
+            push(direct, f"{repo}-{kind}", "v1", fresh)
+            pull(direct, f"{repo}-{kind}", "v1", fresh, verify=True, timeout=60)
+            pushes[kind] = time.monotonic() - t0
+        except PULL_ERRORS:
+            pushes[kind] = None
 
     try:
         for _ in range(3):  # warm both caches
@@ -446,22 +461,46 @@ def measure_redis(env: BenchEnv, quick: bool) -> dict:
         samples["redis_stopped"].clear()
         for _ in range(n):
             one("redis_stopped", direct)
+        push_during("stopped")
+        sb.start("redis")
+        for _ in range(3):  # refill the cache
+            pull(direct, repo, "v1", image)
+        os.kill(redis.pid, signal.SIGSTOP)
+        try:
+            for _ in range(hung_n):
+                one("redis_hung", direct)
+            push_during("hung")
+        finally:
+            os.kill(redis.pid, signal.SIGCONT)
     finally:
         if not sb.healthy("redis"):
+            sb.stop("redis")
             sb.start("redis")
         env.stop(inmem)
     p50 = {k: median(v) for k, v in samples.items()}
+    stopped_ratio = ratio(p50["redis_stopped"], p50["redis"])
+    timeouts = sb.registry_config("registry-1").get("redis", {})
     figures = [
         fig(f"one replica, Redis cache: pull p50 (of {n})", p50["redis"], "s"),
-        fig("Redis stopped (storage fallback): pull p50", p50["redis_stopped"], "s"),
-        fig("in-memory cache (extra replica): pull p50", p50["inmemory"], "s"),
-        fig("Redis stopped / Redis; in-memory / Redis",
-            f"{fmt(ratio(p50['redis_stopped'], p50['redis']), 'x')}; {fmt(ratio(p50['inmemory'], p50['redis']), 'x')}"),
-        fig("failed pulls (redis / stopped / in-memory)",
-            f"{failures['redis']} / {failures['redis_stopped']} / {failures['inmemory']}"),
+        fig("Redis stopped (connection refused): pull p50", p50["redis_stopped"], "s"),
+        fig("Redis stopped / Redis up: pull p50", stopped_ratio, "x", "<= 2x",
+            None if stopped_ratio is None else stopped_ratio <= 2),
+        fig(f"Redis hung (SIGSTOP): pull p50 / max (of {hung_n})",
+            f"{fmt(p50['redis_hung'], 's')} / {fmt(max(samples['redis_hung'], default=None), 's')}"),
+        fig("redis timeouts dial/read/write, retries (the rendered config)",
+            f"{timeouts.get('dialtimeout')}/{timeouts.get('readtimeout')}/{timeouts.get('writetimeout')}, "
+            f"maxretries {timeouts.get('maxretries', 'default')}"),
+        fig("push + pull-back during the outage: stopped / hung",
+            f"{fmt(pushes.get('stopped'), 's') if pushes.get('stopped') is not None else 'FAILED'} / "
+            f"{fmt(pushes.get('hung'), 's') if pushes.get('hung') is not None else 'FAILED'}"),
+        fig("in-memory cache (extra replica): pull p50; / Redis",
+            f"{fmt(p50['inmemory'], 's')}; {fmt(ratio(p50['inmemory'], p50['redis']), 'x')}"),
+        fig("failed pulls (up / stopped / hung / in-memory)",
+            f"{failures['redis']} / {failures['redis_stopped']} / {failures['redis_hung']} / {failures['inmemory']}",
+            "", "0", not any(failures.values()) and None not in pushes.values()),
     ]
     return {"image_bytes": image.total_bytes, "pulls_each": n, "samples": samples, "p50_s": p50,
-            "failures": failures, "figures": figures}
+            "failures": failures, "pushes_s": pushes, "figures": figures}
 
 
 # --------------------------------------------------------------------------- 5. mirror
@@ -471,16 +510,17 @@ def measure_mirror(env: BenchEnv, quick: bool) -> dict:
     sb = env.sandbox
     up = env.upstream
     assert sb is not None and up is not None
-    mirror = sb.mirror_address
-    if mirror is None or not sb.healthy("mirror"):
-        raise RuntimeError("the sandbox's cache is not running")
+    cache = sb.settings.caches[0]  # the stack's first cache (Docker Hub's by default), in front of the stand-in
+    mirror = sb.mirror_address(cache.host)
+    if mirror is None or not sb.healthy(cache.component_name):
+        raise RuntimeError(f"the sandbox's {cache.name} cache is not running")
     count = 3 if quick else 5
     s3 = sb.s3_client(admin=True)
 
     def cached(image) -> bool:
         for digest in (image.config_digest, *image.layer_digests):
             try:
-                s3.head_object(Bucket=sb.bucket, Key=client.blob_key(ROOT_DIRECTORIES["mirror"], digest))
+                s3.head_object(Bucket=sb.bucket, Key=client.blob_key(cache.root_directory, digest))
             except Exception:
                 return False
         return True

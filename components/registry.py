@@ -1,9 +1,9 @@
-"""A CNCF Distribution workload: the private registry, or the Docker Hub pull-through cache.
+"""A CNCF Distribution workload: the private registry, or one pull-through cache per upstream.
 
-They are two instances of this component, not one: a registry in proxy mode refuses
-every push (405 UNSUPPORTED), so the cache cannot be the registry clients push to.
-Each gets its own S3 rootdirectory and its own Redis db: a cache sharing the private
-registry's db was seen answering 200 with 0-byte blobs it never stored.
+They are separate instances of this component: a registry in proxy mode refuses every push
+(405 UNSUPPORTED), and Distribution proxies exactly one upstream per process. Each gets its own
+S3 rootdirectory and its own Redis db: a cache sharing the private registry's db was seen
+answering 200 with 0-byte blobs it never stored.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from registry_ha.k8s import (
     lb_annotations,
     metadata,
     metrics_service_spec,
-    mirror_service_spec,
+    cache_service_spec,
     pdb_spec,
     registry_deployment_spec,
     registry_pod_images,
@@ -44,7 +44,7 @@ from registry_ha.registry_config import (
     secret_files,
     upstream_credentials_json,
 )
-from registry_ha.settings import REGISTRY_PORT, Settings
+from registry_ha.settings import REGISTRY_PORT, CacheSettings, Settings
 
 if TYPE_CHECKING:
     from components.auth import TokenAuth
@@ -60,18 +60,22 @@ class RegistryArgs:
     secret_access_key: pulumi.Input[str]
     redis_address: str
     redis_password: pulumi.Input[str]
+    cache: Optional[CacheSettings] = None  # role mirror: which cache
     token_auth: Optional["TokenAuth"] = None  # the private registry with authEnabled
 
 
 class Registry(pulumi.ComponentResource):
     service_name: str
     cluster_address: str
+    cluster_ip: pulumi.Output[str]  # what nodes dial (kube-proxy serves it on every node)
     load_balancer_address: pulumi.Output[Optional[str]]
 
     def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry-ha:registry:Registry", name, None, opts)
-        settings, role = args.settings, args.role
-        names = Names.for_registry(settings, role)
+        settings, role, cache = args.settings, args.role, args.cache
+        if (role == "mirror") != (cache is not None):
+            raise ValueError("a cache (role mirror) needs its CacheSettings, and only a cache")
+        names = Names.for_registry(settings, role, cache)
         component = "registry" if role == "private" else "mirror"
         child = pulumi.ResourceOptions(parent=self)
 
@@ -89,8 +93,8 @@ class Registry(pulumi.ComponentResource):
             raise ValueError("the private registry takes token_auth exactly when authEnabled is set")
         paths = pod_security_paths(settings, role)
 
-        upstream_password = settings.mirror.password if role == "mirror" else None
-        upstream_username = settings.mirror.username if role == "mirror" else None
+        upstream_password = cache.password if cache else None
+        upstream_username = cache.username if cache else None
         endpoints = Endpoints(
             s3_bucket="", s3_region=settings.storage.region, redis_addr=args.redis_address, **paths
         )
@@ -115,20 +119,21 @@ class Registry(pulumi.ComponentResource):
                         upstream_username=upstream_username,
                         upstream_password=v[5],
                     ),
+                    cache=cache,
                 )
             )
         )
         # config.yml holds the S3 keys, the http secret and the Redis password: a Secret, never a ConfigMap.
         # The other files sit next to it: the token signing certificates (authEnabled), the cache's
         # credential helper and the upstream credentials it prints; and the auth proxy's haproxy.cfg.
-        files = secret_files(settings, role)
+        files = secret_files(settings, role, cache=cache)
         secret_data = {CONFIG_KEY: pulumi.Output.secret(config_text)}
         if token_auth is not None:
             secret_data[auth.BUNDLE_KEY] = token_auth.certificate_bundle
             secret_data[auth.JWKS_KEY] = token_auth.jwks
             secret_data[auth.PROXY_CONFIG_KEY] = auth.proxy_config([auth.pod_proxy_site(settings)])
         if CREDENTIAL_HELPER_KEY in files:
-            secret_data[CREDENTIAL_HELPER_KEY] = credential_helper_script(settings, settings.registry.schema, endpoints)
+            secret_data[CREDENTIAL_HELPER_KEY] = credential_helper_script(cache, settings.registry.schema, endpoints)
         if UPSTREAM_CREDENTIALS_KEY in files:
             secret_data[UPSTREAM_CREDENTIALS_KEY] = pulumi.Output.secret(
                 pulumi.Output.from_input(upstream_password).apply(
@@ -154,7 +159,7 @@ class Registry(pulumi.ComponentResource):
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=meta(names.app, annotations=checkov_annotations(registry_pod_images(settings, role))),
-            spec=self.checksum.apply(lambda c: registry_deployment_spec(settings, role, c)),
+            spec=self.checksum.apply(lambda c: registry_deployment_spec(settings, role, c, cache)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
@@ -168,7 +173,7 @@ class Registry(pulumi.ComponentResource):
             service_spec = registry_service_spec(settings)
             service_annotations = lb_annotations(settings.exposure)
         else:
-            service_spec = mirror_service_spec(settings)
+            service_spec = cache_service_spec(settings, cache)
             service_annotations = {}
         self.service = k8s.core.v1.Service(
             f"{name}-service",
@@ -197,14 +202,17 @@ class Registry(pulumi.ComponentResource):
 
         self.service_name = names.app
         self.cluster_address = f"{names.app}.{settings.namespace}.svc.cluster.local:{REGISTRY_PORT}"
-        # Node-level clients (containerd) do not use cluster DNS: they need a NodePort.
-        node_port = settings.exposure.node_port if role == "private" else settings.exposure.mirror_node_port
-        self.node_address = f"{settings.exposure.node_address}:{node_port}" if node_port else None
+        # Nodes' containerd cannot resolve cluster DNS names: it dials the ClusterIP (pinned in the
+        # mirrors entry, else the one the cluster allocated).
+        self.cluster_ip = pulumi.Output.from_input(cache.cluster_ip) if cache and cache.cluster_ip else self.service.spec.apply(
+            lambda spec: (spec or {}).get("cluster_ip")
+        )
         self.load_balancer_address = self.service.status.apply(_ingress_address)
         self.register_outputs(
             {
                 "service_name": self.service_name,
                 "cluster_address": self.cluster_address,
+                "cluster_ip": self.cluster_ip,
                 "load_balancer_address": self.load_balancer_address,
                 "checksum": self.checksum,
             }

@@ -11,7 +11,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from registry_ha.iam import registry_statements, tls_only_statements
+from registry_ha.iam import bucket_policy_statements, registry_statements
 from registry_ha.settings import StorageSettings
 
 
@@ -119,13 +119,15 @@ class RegistryStorage(pulumi.ComponentResource):
             rules=lifecycle_rules,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[r for r in [self.versioning] if r]),
         )
-        tls_only = aws.iam.get_policy_document_output(
-            statements=self.bucket.arn.apply(tls_only_statements)
+        bucket_policy = aws.iam.get_policy_document_output(
+            statements=pulumi.Output.all(
+                self.bucket.arn, self.kms_key_arn if self.kms_key_arn is not None else None
+            ).apply(lambda v: bucket_policy_statements(v[0], v[1]))
         )
         self.bucket_policy = aws.s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=self.bucket.id,
-            policy=tls_only.json,
+            policy=bucket_policy.json,
             # A policy put before the public-access block exists can race with it.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
         )

@@ -377,6 +377,44 @@ def service_no_debug_port(args, report_violation: ReportViolation) -> None:
             )
 
 
+# The one workload allowed outside the restricted profile: the opt-in node configurator (a
+# DaemonSet in a namespace of its own), which writes containerd's hosts.toml files as root through
+# a hostPath, and may touch nothing else of the host.
+NODE_CONFIGURATOR = "node-configurator"  # its app.kubernetes.io/component (and its namespace's)
+NODE_CONFIGURATOR_HOST_PATH = "/etc/containerd/certs.d"
+
+
+def _is_node_configurator(manifest: Mapping) -> bool:
+    return _get(manifest, "metadata", "labels", "app.kubernetes.io/component") == NODE_CONFIGURATOR
+
+
+def node_configurator_violations(manifest: Mapping) -> list[str]:
+    """What the node configurator does beyond root and one hostPath of containerd's certs.d ([] if nothing)."""
+    found = pss.workload_pod(manifest)
+    if found is None:
+        return []
+    pod_spec, pod_metadata = found
+    problems = []
+    if manifest.get("kind") != "DaemonSet":
+        problems.append(f"the node configurator is a DaemonSet (got {manifest.get('kind')})")
+    volumes = []
+    for volume in pod_spec.get("volumes") or []:
+        host_path = volume.get("hostPath")
+        if host_path is None:
+            volumes.append(volume)
+        elif _get(host_path, "path") != NODE_CONFIGURATOR_HOST_PATH:
+            problems.append(f"volume {volume.get('name')!r}: hostPath only {NODE_CONFIGURATOR_HOST_PATH} (got {_get(host_path, 'path')!r})")
+    # Root is what it may have: check everything else as restricted would.
+    as_non_root = {"runAsNonRoot": True, "runAsUser": 65534}
+    containers = {
+        field: [{**c, "securityContext": {**(c.get("securityContext") or {}), **as_non_root}} for c in pod_spec.get(field) or []]
+        for field in ("initContainers", "containers", "ephemeralContainers")
+    }
+    pod_sc = {**(pod_spec.get("securityContext") or {}), **as_non_root}
+    checked = {**pod_spec, **containers, "volumes": volumes, "securityContext": pod_sc}
+    return problems + pss.restricted_violations(checked, pod_metadata.get("annotations") or {})
+
+
 def _workload_manifest(args) -> Optional[dict]:
     kind = WORKLOAD_TYPES.get(args.resource_type)
     if kind is None:
@@ -398,7 +436,7 @@ def workload_hardened(args, report_violation: ReportViolation) -> None:
         sc = container.get("securityContext") or {}
         problems = []
         non_root = sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot"))
-        if non_root is not True or sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+        if (non_root is not True or sc.get("runAsUser", pod_sc.get("runAsUser")) == 0) and not _is_node_configurator(manifest):
             problems.append("runAsNonRoot true and a non-zero runAsUser")
         if sc.get("readOnlyRootFilesystem") is not True:
             problems.append("readOnlyRootFilesystem true")
@@ -423,6 +461,10 @@ def workload_pod_security_restricted(args, report_violation: ReportViolation) ->
     manifest = _workload_manifest(args)
     if manifest is None:
         return
+    if _is_node_configurator(manifest):
+        for problem in node_configurator_violations(manifest):
+            report_violation(f"{manifest['kind']} {args.name!r} (node configurator: root and {NODE_CONFIGURATOR_HOST_PATH} only): {problem}.")
+        return
     for problem in pss.manifest_violations(manifest):
         report_violation(f"{manifest['kind']} {args.name!r} breaks the restricted Pod Security Standard: {problem}.")
 
@@ -432,6 +474,8 @@ def namespace_enforces_restricted(args, report_violation: ReportViolation) -> No
     if args.resource_type != NAMESPACE:
         return
     labels = _get(args.props, "metadata", "labels", default={})
+    if labels.get("app.kubernetes.io/component") == NODE_CONFIGURATOR and labels.get("pod-security.kubernetes.io/enforce") == "privileged":
+        return  # hostPath needs privileged; the workload policies confine what runs there
     if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
         report_violation(
             f"Namespace {_get(args.props, 'metadata', 'name', default=args.name)!r} must carry the label "
@@ -478,11 +522,11 @@ RESOURCE_VALIDATORS: dict[str, tuple[str, Callable]] = {
         workload_hardened,
     ),
     "workload-pod-security-restricted": (
-        "Pod templates meet the restricted Pod Security Standard.",
+        "Pod templates meet the restricted Pod Security Standard (the node configurator: root and containerd's certs.d beyond it).",
         workload_pod_security_restricted,
     ),
     "namespace-pod-security-restricted": (
-        "Namespaces enforce the restricted Pod Security Standard.",
+        "Namespaces enforce the restricted Pod Security Standard (the node configurator's: privileged).",
         namespace_enforces_restricted,
     ),
     "configmap-no-secrets": ("No secret-looking value in a ConfigMap.", configmap_no_secrets),

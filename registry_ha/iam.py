@@ -52,6 +52,63 @@ def tls_only_statements(bucket_arn: str) -> list[dict]:
     ]
 
 
+KMS_KEY_ID = "s3:x-amz-server-side-encryption-aws-kms-key-id"
+SSE_ALGORITHM = "s3:x-amz-server-side-encryption"
+
+
+def kms_only_statements(bucket_arn: str, kms_key_arn: str) -> list[dict]:
+    """Refuse object writes that name another KMS key, another algorithm, or aws:kms without a key id.
+
+    Writes without SSE headers pass: the bucket's default encryption (this key) applies to them, and
+    that is how the registry writes (it sends no SSE headers in KMS mode). The third statement turns
+    Distribution 3.1.1's re-created multipart upload (aws:kms, keyid dropped: AWS would use the
+    aws/s3 key) into a refusal instead of an object under the wrong key. S3 authorises
+    CreateMultipartUpload, UploadPart, CopyObject and UploadPartCopy as s3:PutObject; the
+    condition compares the header literally, so the key is named by its key ARN."""
+    every = {"type": "*", "identifiers": ["*"]}
+    objects = [f"{bucket_arn}/*"]
+    return [
+        {
+            "sid": "DenyOtherKmsKey",
+            "effect": "Deny",
+            "principals": [every],
+            "actions": ["s3:PutObject"],
+            "resources": objects,
+            "conditions": [
+                {"test": "StringNotEquals", "variable": KMS_KEY_ID, "values": [kms_key_arn]},
+                {"test": "Null", "variable": KMS_KEY_ID, "values": ["false"]},
+            ],
+        },
+        {
+            "sid": "DenyOtherEncryption",
+            "effect": "Deny",
+            "principals": [every],
+            "actions": ["s3:PutObject"],
+            "resources": objects,
+            "conditions": [
+                {"test": "StringNotEquals", "variable": SSE_ALGORITHM, "values": ["aws:kms"]},
+                {"test": "Null", "variable": SSE_ALGORITHM, "values": ["false"]},
+            ],
+        },
+        {
+            "sid": "DenyKmsWithoutKeyId",
+            "effect": "Deny",
+            "principals": [every],
+            "actions": ["s3:PutObject"],
+            "resources": objects,
+            "conditions": [
+                {"test": "StringEquals", "variable": SSE_ALGORITHM, "values": ["aws:kms"]},
+                {"test": "Null", "variable": KMS_KEY_ID, "values": ["true"]},
+            ],
+        },
+    ]
+
+
+def bucket_policy_statements(bucket_arn: str, kms_key_arn: Optional[str] = None) -> list[dict]:
+    """The bucket policy: TLS only, and with SSE-KMS only the stack's key."""
+    return tls_only_statements(bucket_arn) + (kms_only_statements(bucket_arn, kms_key_arn) if kms_key_arn else [])
+
+
 def to_policy_json(statements: list[dict]) -> str:
     """The JSON document AWS stores for `statements` (what get_policy_document returns)."""
     out = []

@@ -3,7 +3,8 @@
 - `parse_host_port`: validate HOST:PORT (REGISTRY_PRIMARY, --registry, ...), one-line errors.
 - `probe_v2`: GET /v2/ with a short timeout, and a one-word reason when it fails
   (refused, timeout, dns, tls, auth, http-<code>), so callers can say why they skipped a target.
-- `build_oci_layout`: a small multi-layer OCI image written on disk (no Docker daemon needed).
+- `build_oci_layout`: a small multi-layer OCI image written on disk (no Docker daemon needed);
+  `python -m registry_ha.imagetools oci-layout DIR [--tag TAG]` from a shell.
 - `skopeo`: the real client, `--insecure-policy`, with its failures classified the same way.
 - `RegistryAccess`: credentials and TLS trust for a registry with `authEnabled` / `tlsSecretName`,
   read from REGISTRY_USERNAME / REGISTRY_PASSWORD (or --password-stdin) and --tls-verify / --ca-cert.
@@ -466,6 +467,52 @@ def read_oci_layout(directory: Path, tag: str) -> tuple[str, list[str]]:
     raise FileNotFoundError(f"tag {tag} not in {directory}/index.json")
 
 
+def push_plain(image: OciImage, address: str, repository: str, timeout: float = 30.0) -> None:
+    """Push an OCI layout's image to a plain-HTTP, anonymous registry with the distribution API alone
+    (blob uploads, then the manifest). For the sandbox's own use, where skopeo may be missing."""
+    blobs = Path(image.layout) / "blobs" / "sha256"
+    for digest in image.blob_digests:
+        if plain_request(address, "HEAD", f"/v2/{repository}/blobs/{digest}", timeout=timeout)[0] == 200:
+            continue
+        status, headers, body = plain_request(address, "POST", f"/v2/{repository}/blobs/uploads/", timeout=timeout)
+        if status != 202:
+            raise OSError(f"POST blob upload to {address}/{repository}: HTTP {status} {body[:200]!r}")
+        location = urllib.parse.urlsplit(headers["location"])
+        query = f"{location.query}&digest={digest}" if location.query else f"digest={digest}"
+        data = (blobs / digest.split(":", 1)[1]).read_bytes()
+        status, _, body = plain_request(address, "PUT", f"{location.path}?{query}", body=data,
+                                        headers={"Content-Type": "application/octet-stream"}, timeout=timeout)
+        if status != 201:
+            raise OSError(f"PUT blob {digest} to {address}/{repository}: HTTP {status} {body[:200]!r}")
+    status, _, body = plain_request(address, "PUT", f"/v2/{repository}/manifests/{image.tag}", body=image.manifest,
+                                    headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+                                    timeout=timeout)
+    if status != 201:
+        raise OSError(f"PUT manifest {repository}:{image.tag} to {address}: HTTP {status} {body[:200]!r}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m registry_ha.imagetools oci-layout DIR [--tag TAG]`: a small image on disk to push."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m registry_ha.imagetools",
+                                     description="Write a small 3-layer OCI image into an OCI layout directory.")
+    parser.add_argument("command", choices=("oci-layout",))
+    parser.add_argument("directory", type=Path, help="the layout directory (created, or given another tag)")
+    parser.add_argument("--tag", default="v1", help="the image's tag in the layout (default v1)")
+    args = parser.parse_args(argv)
+    if not _TAG.match(args.tag):
+        parser.error(f"--tag: a tag of letters, digits, '_', '.', '-' (got {args.tag!r})")
+    try:
+        image = build_oci_layout(args.directory, args.tag)
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot write {args.directory}: {exc.strerror or exc}\n")
+        return 1
+    print(image.reference)
+    return 0
+
+
 # --------------------------------------------------------------------------- skopeo
 
 
@@ -531,3 +578,9 @@ def skopeo_copy(source: str, destination: str, *, src_tls_verify: bool = False, 
         return SkopeoResult(True, "ok", "", elapsed)
     reason, detail = classify_skopeo_error(proc.stderr)
     return SkopeoResult(False, reason, detail, elapsed)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

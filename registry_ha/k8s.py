@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from registry_ha import auth
 from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH, TLS_MOUNT, secret_files
-from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, ExposureSettings, Settings
+from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, CacheSettings, ExposureSettings, Settings
 from registry_ha.validators import image_has_digest
 
 PART_OF = "neural-hive-registry"
@@ -24,6 +24,8 @@ REDIS_UID = 10002
 REDIS_PASSWORD_FILE = "/etc/redis/password"
 
 Role = Literal["private", "mirror"]
+# Distribution 3.x exports traces to localhost:4318 by default and logs an error for each failed export.
+REGISTRY_ENV = {"OTEL_TRACES_EXPORTER": "none"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,8 @@ class Names:
     token_secret: str = ""  # the token server's config and signing key (private registry, authEnabled)
 
     @staticmethod
-    def for_registry(settings: Settings, role: Role) -> "Names":
-        app = settings.registry.service_name if role == "private" else settings.mirror.service_name
+    def for_registry(settings: Settings, role: Role = "private", cache: Optional[CacheSettings] = None) -> "Names":
+        app = settings.registry.service_name if cache is None else cache.service_name
         return Names(app=app, config_secret=f"{app}-config", metrics_service=f"{app}-metrics", token_secret=f"{app}-token")
 
     @staticmethod
@@ -192,13 +194,16 @@ def registry_service_spec(settings: Settings) -> dict:
     return spec
 
 
-def mirror_service_spec(settings: Settings) -> dict:
-    port: dict = {"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "protocol": "TCP"}
-    spec: dict = {"type": "ClusterIP", "selector": selector_labels(settings.mirror.service_name, settings.stack)}
-    if settings.exposure.mirror_node_port:
-        spec["type"] = "NodePort"
-        port["nodePort"] = settings.exposure.mirror_node_port
-    spec["ports"] = [port]
+def cache_service_spec(settings: Settings, cache: CacheSettings) -> dict:
+    """A cache is ClusterIP only, never on a NodePort (an open proxy on a node's public address): pods
+    use its DNS name, nodes' containerd its ClusterIP, which kube-proxy serves on every node."""
+    spec: dict = {
+        "type": "ClusterIP",
+        "selector": selector_labels(cache.service_name, settings.stack),
+        "ports": [{"name": "http", "port": REGISTRY_PORT, "targetPort": "http", "protocol": "TCP"}],
+    }
+    if cache.cluster_ip:
+        spec["clusterIP"] = cache.cluster_ip
     return spec
 
 
@@ -255,17 +260,18 @@ def _drain_seconds(pre_stop: int) -> int:
     return max(pre_stop, 5)  # http.draintimeout
 
 
-def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> dict:
-    """Deployment spec of a Distribution workload: the private registry or the Docker Hub cache.
+def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cache: Optional[CacheSettings] = None) -> dict:
+    """Deployment spec of a Distribution workload: the private registry or a cache (role mirror).
 
     With authEnabled (private registry) the pod has two more containers: the auth proxy on :5000 (it
     serves the token realm /auth and sends everything else to the registry on :5002, and ends TLS
-    when tlsSecretName is set) and the token server (docker_auth) on :5003."""
-    names = Names.for_registry(settings, role)
+    when tlsSecretName is set) and the token server (docker_auth) on :5003. The caches stay plain
+    anonymous proxies: one container, no front."""
+    names = Names.for_registry(settings, role, cache)
     config_path = CONFIG_PATHS[settings.registry.schema]
     config_dir = config_path.rsplit("/", 1)[0]
     pre_stop = settings.registry.pre_stop_seconds
-    replicas = settings.registry.replicas if role == "private" else settings.mirror.replicas
+    replicas = settings.registry.replicas if cache is None else cache.replicas
     component = "registry" if role == "private" else "mirror"
     tls_secret = settings.access.tls_secret_name if role == "private" else None
     token_auth = role == "private" and settings.access.auth_enabled
@@ -276,7 +282,7 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
         "image": settings.registry.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["serve", config_path],
-        "env": [{"name": "OTEL_TRACES_EXPORTER", "value": "none"}],
+        "env": [{"name": name, "value": value} for name, value in REGISTRY_ENV.items()],
         "ports": [
             {"name": registry_port, "containerPort": auth.REGISTRY_BACKEND_PORT if token_auth else REGISTRY_PORT,
              "protocol": "TCP"},
@@ -326,7 +332,7 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str) -> d
                 # Each file with its own mode: the cache's credential helper must be executable.
                 "items": [
                     {"key": key, "path": key, "mode": mode}
-                    for key, mode in secret_files(settings, role).items()
+                    for key, mode in secret_files(settings, role, cache=cache).items()
                 ],
             },
         },
@@ -538,9 +544,7 @@ def redis_address(settings: Settings) -> str:
 def network_policy_specs(settings: Settings) -> dict[str, dict]:
     """name -> NetworkPolicy spec. Default deny, then exactly the flows the design needs."""
     stack = settings.stack
-    registry_apps = [settings.registry.service_name]
-    if settings.mirror.enabled:
-        registry_apps.append(settings.mirror.service_name)
+    registry_apps = [settings.registry.service_name, *(cache.service_name for cache in settings.caches)]
     registry_pods = {
         "matchExpressions": [
             {"key": "app.kubernetes.io/name", "operator": "In", "values": registry_apps},

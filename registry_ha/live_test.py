@@ -1,6 +1,6 @@
 """`scripts/test-registry-ha.sh`: prove that a live registry works.
 
-    test-registry-ha.sh [--registry HOST:PORT] [--mirror HOST:PORT] [--metrics HOST:PORT ...]
+    test-registry-ha.sh [--registry HOST:PORT] [--mirror HOST:PORT[=IMAGE] ...] [--metrics HOST:PORT ...]
                         [--namespace NS] [--selector LABELS] [--no-kubectl] [--timeout SECONDS]
                         [--username USER] [--password-stdin] [--tls-verify] [--ca-cert FILE]
 
@@ -18,8 +18,9 @@ Checks, each printed as one `PASS|FAIL|SKIP <check> <detail>` line:
   pod-pull    (kubectl) the image pulled once from each pod through `kubectl port-forward`
   metrics     each configured metrics address (--metrics, $REGISTRY_METRICS, and each pod's
               :5001 through the port-forward) serves Prometheus `registry_*` series
-  mirror      (--mirror) a small public image pulled twice through the Docker Hub cache; the
-              second pull is served from the cache (the repository is in the cache's catalog)
+  mirror      (--mirror, one per cache) a small public image pulled twice through the cache (IMAGE,
+              default --mirror-image, a Docker Hub image); the second pull is served from the
+              cache (the repository is in the cache's catalog)
   delete      the pushed manifest deleted, and a GET of it answers 404 (SKIP when token auth says
               the identity may not delete: only admin identities may)
 Exit 0 when nothing failed, 1 when a check failed, 2 on usage errors. A dead address fails
@@ -286,8 +287,9 @@ def check_kubernetes(report: Report, args, image, work: Path) -> None:
 def parse_args(argv: list[str]):
     parser = argparse.ArgumentParser(prog="test-registry-ha.sh", description="Prove that a live registry works.")
     parser.add_argument("--registry", help="HOST:PORT to test (default: $REGISTRY_PRIMARY, else registry.neural-hive.local:5000)")
-    parser.add_argument("--mirror", help="HOST:PORT of the Docker Hub cache to test")
-    parser.add_argument("--mirror-image", default=DEFAULT_MIRROR_IMAGE, help=f"image pulled through the cache (default {DEFAULT_MIRROR_IMAGE})")
+    parser.add_argument("--mirror", action="append", default=[], metavar="HOST:PORT[=IMAGE]",
+                        help="a cache to test, and the image to pull through it (repeatable; ghcr.io's cache: =ORG/IMAGE:TAG)")
+    parser.add_argument("--mirror-image", default=DEFAULT_MIRROR_IMAGE, help=f"image pulled through a cache given without one (default {DEFAULT_MIRROR_IMAGE})")
     parser.add_argument("--metrics", action="append", default=[], help="HOST:PORT serving /metrics (repeatable; also $REGISTRY_METRICS, comma-separated)")
     parser.add_argument("--namespace", default="registry")
     parser.add_argument("--selector", default=POD_SELECTOR)
@@ -301,8 +303,12 @@ def parse_args(argv: list[str]):
     else:
         source = "--registry"
     imagetools.parse_host_port(args.registry, source)
-    if args.mirror is not None:
-        imagetools.parse_host_port(args.mirror, "--mirror")
+    mirrors = []
+    for value in args.mirror:
+        mirror, _, image = value.partition("=")
+        imagetools.parse_host_port(mirror, "--mirror")
+        mirrors.append((mirror, image or args.mirror_image))
+    args.mirror = mirrors
     env_metrics = [m.strip() for m in os.environ.get("REGISTRY_METRICS", "").split(",") if m.strip()]
     for value in env_metrics:
         imagetools.parse_host_port(value, "REGISTRY_METRICS")
@@ -350,9 +356,9 @@ def run(args, report: Report) -> int:
                 check_metrics(report, metrics, args.timeout)
         else:
             report.skipped("metrics", "no metrics address configured (--metrics or REGISTRY_METRICS)")
-        if args.mirror:
-            check_mirror(report, args.mirror, args.mirror_image, work, args.timeout)
-        else:
+        for mirror, mirror_image in args.mirror:
+            check_mirror(report, mirror, mirror_image, work, args.timeout)
+        if not args.mirror:
             report.skipped("mirror", "no --mirror given")
     finally:
         if pushed is not None:

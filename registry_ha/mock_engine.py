@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import ipaddress
+import logging
 import runpy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -29,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = REPO_ROOT / "__main__.py"
 ACCOUNT_ID = "123456789012"
 MOCK_LB_IP = "192.0.2.10"  # TEST-NET-1: a documentation address, never a real host
+MOCK_SERVICE_CIDR = "198.51.100.0/24"  # TEST-NET-2: where the mocks "allocate" unpinned ClusterIPs
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
@@ -80,6 +84,11 @@ def deterministic(seed: str, length: int = 40) -> str:
         text += hashlib.sha256(f"{seed}:{counter}".encode()).hexdigest()
         counter += 1
     return text[:length]
+
+
+def mock_cluster_ip(name: str) -> str:
+    network = ipaddress.ip_network(MOCK_SERVICE_CIDR)
+    return str(network[1 + int(hashlib.sha256(name.encode()).hexdigest(), 16) % (network.num_addresses - 2)])
 
 
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -216,8 +225,11 @@ class RegistryMocks(Mocks):
             resource_id = key_id
             state.update(keyId=key_id, arn=f"arn:aws:kms:{self.region}:{ACCOUNT_ID}:key/{key_id}")
         elif typ == "kubernetes:core/v1:Service":
-            if (inputs.get("spec") or {}).get("type") == "LoadBalancer" and self.lb_ip:
+            spec = inputs.get("spec") or {}
+            if spec.get("type") == "LoadBalancer" and self.lb_ip:
                 state["status"] = {"loadBalancer": {"ingress": [{"ip": self.lb_ip}]}}
+            if not spec.get("clusterIP"):  # the API server allocates one from the Service CIDR
+                state["spec"] = {**spec, "clusterIP": mock_cluster_ip(args.name)}
         return resource_id, state
 
     def call(self, args: MockCallArgs):
@@ -281,7 +293,7 @@ def run_program(
     runtime_config.set_all_config(config, sorted(secret_keys or set()))
     mocks = mocks or RegistryMocks(region=region)
     monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor, logger=_engine_log())
     runtime_settings.SETTINGS.rpc_manager.clear()
     runtime_settings.SETTINGS.outputs.clear()
 
@@ -299,6 +311,19 @@ def run_program(
 
     _sync_await(run_pulumi_func(evaluate))
     return ProgramRun(stack=stack, resources=monitor.recorded, outputs=exported, secret_outputs=secret_outputs)
+
+
+def _engine_log() -> logging.Logger:
+    """The program's pulumi.log messages, as the CLI shows them: `warning: ...` on stderr (info and debug dropped)."""
+    logger = logging.getLogger("registry-ha.program")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        handler.addFilter(lambda record: setattr(record, "levelname", record.levelname.lower()) or True)
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    return logger
 
 
 def is_secret_wrapper(value: Any) -> bool:

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from registry_ha.exit_codes import FAILURE, INTERRUPTED, USAGE
 from registry_ha.settings import SettingsError
 from registry_ha.stacks import check_no_collision, read_stack_file, unknown_provider_keys
 from registry_ha.validators import STACK_NAME_RULE, is_stack_name
@@ -38,14 +39,15 @@ HISTORY_PAGE_SIZE = 500  # rollback looks this far back (pulumi's default page i
 INSTALL_HINT = "install it: curl -fsSL https://get.pulumi.com | sh (then open a new shell)"
 LOGIN_HINT = (
     "log in to the state backend: pulumi login s3://<state-bucket>/registry-ha "
-    "(or set PULUMI_BACKEND_URL; see the README's Operations section)"
+    "(or set PULUMI_BACKEND_URL; see the README's Deploy section)"
 )
 
 
 class OpsError(Exception):
-    """A refusal or failed check: one line, printed as `error: ...`, exit code 1 (2 for usage)."""
+    """A refusal or failed check: one line, printed as `error: ...`; exit code 1, or 2 for usage and config
+    (registry_ha.exit_codes)."""
 
-    def __init__(self, message: str, code: int = 1):
+    def __init__(self, message: str, code: int = FAILURE):
         super().__init__(message)
         self.code = code
 
@@ -55,7 +57,7 @@ class OpsError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line + usage, exit 2, never a traceback
-        raise OpsError(f"{message}\n{self.format_usage().rstrip()}", code=2)
+        raise OpsError(f"{message}\n{self.format_usage().rstrip()}", code=USAGE)
 
 
 def _stack_arg(value: str) -> str:
@@ -78,7 +80,7 @@ def _run_main(fn, argv: Sequence[str]) -> int:
         return exc.code
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
-        return 130
+        return INTERRUPTED
 
 
 # --------------------------------------------------------------------------- pulumi CLI
@@ -122,7 +124,7 @@ def check_stack_file(stack: str, cwd: Path) -> None:
             sys.stderr.write(f"warning: {warning}\n")
         check_no_collision(stack, cwd)
     except SettingsError as exc:
-        raise OpsError(str(exc), code=2) from None
+        raise OpsError(str(exc), code=USAGE) from None
 
 
 def check_ready(stack: str, cwd: Optional[Path] = None) -> str:
@@ -155,7 +157,8 @@ def check_ready(stack: str, cwd: Optional[Path] = None) -> str:
     ):
         raise OpsError(
             f"stack {stack!r} uses the passphrase secrets provider; "
-            "export PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) first"
+            "export PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE) first",
+            code=USAGE,
         )
     return backend
 
@@ -171,7 +174,8 @@ def confirm(question: str, assume_yes: bool) -> None:
     if assume_yes:
         return
     if not sys.stdin or not sys.stdin.isatty():
-        raise OpsError("refusing to change the stack without confirmation: stdin is not a terminal; pass --yes")
+        raise OpsError("refusing to change the stack without confirmation: stdin is not a terminal; pass --yes",
+                       code=USAGE)
     sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()
     answer = sys.stdin.readline().strip().lower()
@@ -201,7 +205,8 @@ def format_outputs(outputs: dict) -> str:
         ("secondary", get("secondaryAddress") or "(not exported)"),
         ("LoadBalancer IP", lb or pending),
         ("/etc/hosts line", hosts or "(after the LoadBalancer has an IP)"),
-        ("mirror (Docker Hub cache)", get("mirrorAddress") or "(disabled)"),
+        ("caches (node address)", ", ".join(f"{host} {address}" for host, address in (outputs.get("mirrorAddress") or {}).items())
+         or "(none)"),
         ("bucket", get("bucketName")),
         ("region", get("region")),
         ("namespace", namespace),
@@ -292,7 +297,7 @@ def _history(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=20, help="how many updates to show (default 20)")
     args = parser.parse_args(argv)
     if args.limit < 1:
-        raise OpsError("--limit: a positive integer", code=2)
+        raise OpsError("--limit: a positive integer", code=USAGE)
     cwd = project_dir()
     check_ready(args.stack, cwd)
     entries = read_history(args.stack, cwd, page_size=args.limit)
@@ -310,12 +315,13 @@ def choose_rollback_target(entries: list[dict], to_version: Optional[int]) -> di
         match = [e for e in entries if int(e.get("version", -1)) == to_version]
         if not match:
             known = ", ".join(str(e.get("version")) for e in entries[:10]) or "none"
-            raise OpsError(f"--to {to_version}: no such version in the stack history (latest: {known})")
+            raise OpsError(f"--to {to_version}: no such version in the stack history (latest: {known})", code=USAGE)
         target = match[0]
         if target.get("kind") != "update" or target.get("result") != "succeeded":
             raise OpsError(
                 f"--to {to_version}: version {to_version} is a {target.get('kind')} that {target.get('result')}; "
-                "pick a successful update (see `history`)"
+                "pick a successful update (see `history`)",
+                code=USAGE,
             )
         return target
     if not updates:

@@ -15,12 +15,12 @@ from typing import Literal, Optional
 import yaml
 
 from registry_ha.auth import BUNDLE_KEY, JWKS_KEY, REGISTRY_BACKEND_PORT, registry_token_auth
-from registry_ha.settings import DEBUG_PORT, REGISTRY_PORT, Settings
+from registry_ha.settings import DEBUG_PORT, REGISTRY_PORT, CacheSettings, Settings
 
 Role = Literal["private", "mirror"]
 
 CONFIG_PATHS = {"v2": "/etc/docker/registry/config.yml", "v3": "/etc/distribution/config.yml"}
-ROOT_DIRECTORIES = {"private": "/registry", "mirror": "/dockerhub-cache"}
+PRIVATE_ROOT_DIRECTORY = "/registry"  # each cache has its own: CacheSettings.root_directory
 METRICS_PATH = "/metrics"
 CONFIG_KEY = "config.yml"
 CREDENTIAL_HELPER_KEY = "credential-helper"  # the cache's proxy.exec program (v3), next to config.yml
@@ -39,7 +39,7 @@ class Endpoints:
     s3_endpoint: Optional[str] = None  # an S3-compatible server; AWS when None
     listen_addr: str = f":{REGISTRY_PORT}"
     debug_addr: str = f":{DEBUG_PORT}"
-    proxy_remote_url: Optional[str] = None  # None: settings.mirror.remote_url
+    proxy_remote_url: Optional[str] = None  # None: the cache's remote_url
     listen_net: str = "tcp"  # "unix": listen_addr is a socket path (the sandbox's replicas behind their proxy)
     tls_certificate: Optional[str] = None  # set (with tls_key): http.tls, the registry serves HTTPS
     tls_key: Optional[str] = None
@@ -85,6 +85,12 @@ def redis_section(settings: Settings, schema: str, endpoints: Endpoints, credent
         return {
             "addrs": [endpoints.redis_addr],
             **common,
+            # go-redis v9 retries each command 3 times with backoff: with Redis down a pull took 1.6 s
+            # instead of 0.03 s. A cache miss falls back to storage, so a failed lookup is cheap: no retries.
+            "maxretries": -1,
+            # go-redis waits readtimeout + 1 s for a free connection by default; a cache that is slow
+            # to hand one out is a cache miss too.
+            "pooltimeout": timeout,
             "poolsize": 64,
             "maxidleconns": 16,
             "connmaxidletime": "300s",
@@ -96,7 +102,11 @@ def redis_section(settings: Settings, schema: str, endpoints: Endpoints, credent
     }
 
 
-def s3_section(settings: Settings, schema: str, role: Role, endpoints: Endpoints, credentials: Credentials) -> dict:
+def root_directory(role: Role, cache: Optional[CacheSettings]) -> str:
+    return PRIVATE_ROOT_DIRECTORY if role == "private" else cache.root_directory
+
+
+def s3_section(settings: Settings, schema: str, root: str, endpoints: Endpoints, credentials: Credentials) -> dict:
     s3: dict = {
         "region": endpoints.s3_region,
         "bucket": endpoints.s3_bucket,
@@ -105,7 +115,7 @@ def s3_section(settings: Settings, schema: str, role: Role, endpoints: Endpoints
         "encrypt": True,
         "secure": True,
         "v4auth": True,
-        "rootdirectory": ROOT_DIRECTORIES[role],
+        "rootdirectory": root,
         # The bucket disables ACLs (BucketOwnerEnforced); that accepts only this canned ACL.
         "objectacl": "bucket-owner-full-control",
     }
@@ -131,16 +141,20 @@ def build_registry_config(
     endpoints: Endpoints,
     credentials: Credentials,
     schema: Optional[str] = None,
+    cache: Optional[CacheSettings] = None,
 ) -> dict:
-    """Return the Distribution configuration document for the private registry or the cache."""
+    """Return the Distribution configuration document for the private registry or a cache (role
+    mirror, `cache` says which)."""
     schema = schema or settings.registry.schema
     if schema not in CONFIG_PATHS:
         raise ValueError(f"schema must be v2 or v3, not {schema!r}")
-    if role not in ROOT_DIRECTORIES:
+    if role not in ("private", "mirror"):
         raise ValueError(f"role must be private or mirror, not {role!r}")
+    if (role == "mirror") != (cache is not None):
+        raise ValueError("a cache's config needs its CacheSettings (and only a cache's)")
 
     storage: dict = {
-        "s3": s3_section(settings, schema, role, endpoints, credentials),
+        "s3": s3_section(settings, schema, root_directory(role, cache), endpoints, credentials),
         # Needed for garbage collection of the private registry and for the cache's expiry.
         "delete": {"enabled": True},
         "redirect": {"disable": not settings.registry.storage_redirect},
@@ -179,7 +193,7 @@ def build_registry_config(
             schema,
             endpoints,
             credentials,
-            settings.redis.registry_db if role == "private" else settings.redis.mirror_db,
+            settings.redis.registry_db if cache is None else cache.redis_db,
         ),
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     }
@@ -197,15 +211,15 @@ def build_registry_config(
             raise ValueError("token auth needs the 3.x schema (2.8 announces an https realm on any scheme)")
         # Every API call needs a token with the right scope; GET / (the health check) stays open.
         config["auth"] = registry_token_auth(settings, _config_dir(schema, endpoints))
-    if role == "mirror":
-        proxy: dict = {"remoteurl": endpoints.proxy_remote_url or settings.mirror.remote_url}
+    if cache is not None:
+        proxy: dict = {"remoteurl": endpoints.proxy_remote_url or cache.remote_url}
         if schema == "v3":
             # proxy.username/password make 3.x GET <remoteurl>/v2/ while starting and panic when the
             # upstream is unreachable: a Docker Hub or egress outage would crash-loop the cache and lose
             # what it holds exactly when it matters. proxy.exec asks a credential helper per request
             # instead, so the cache starts, serves what it has cached, and uses the upstream once back.
             proxy["exec"] = {"command": f"{_config_dir(schema, endpoints)}/{CREDENTIAL_HELPER_KEY}"}
-            proxy["ttl"] = settings.mirror.ttl
+            proxy["ttl"] = cache.ttl
         elif credentials.upstream_username:
             # 2.8 has no proxy.exec: its cache needs the upstream reachable to start (documented).
             proxy["username"] = credentials.upstream_username
@@ -218,16 +232,18 @@ def _config_dir(schema: str, endpoints: Endpoints) -> str:
     return endpoints.config_dir or CONFIG_PATHS[schema].rsplit("/", 1)[0]
 
 
-def secret_files(settings: Settings, role: Role, schema: Optional[str] = None) -> dict[str, int]:
+def secret_files(
+    settings: Settings, role: Role, schema: Optional[str] = None, cache: Optional[CacheSettings] = None
+) -> dict[str, int]:
     """Files of a workload's config Secret -> file mode (the helper must be executable)."""
     schema = schema or settings.registry.schema
     files = {CONFIG_KEY: 0o440}
     if role == "private" and settings.access.auth_enabled:
         files[BUNDLE_KEY] = 0o440  # the signing certificates, and the same keys as a JWKS
         files[JWKS_KEY] = 0o440
-    if role == "mirror" and schema == "v3":
+    if cache is not None and schema == "v3":
         files[CREDENTIAL_HELPER_KEY] = 0o550
-        if settings.mirror.username:
+        if cache.username:
             files[UPSTREAM_CREDENTIALS_KEY] = 0o440
     return files
 
@@ -244,9 +260,9 @@ def credential_hosts(remote_url: str) -> tuple[str, str]:
     return host, host if is_ip or len(labels) < 2 else ".".join(labels[-2:])
 
 
-def credential_helper_script(settings: Settings, schema: str, endpoints: Endpoints) -> str:
+def credential_helper_script(cache: CacheSettings, schema: str, endpoints: Endpoints) -> str:
     """The cache's proxy.exec program: docker-credential-helpers' `get` (server host on stdin, JSON out)."""
-    remote = endpoints.proxy_remote_url or settings.mirror.remote_url
+    remote = endpoints.proxy_remote_url or cache.remote_url
     host, domain = credential_hosts(remote)
     credentials_file = f"{_config_dir(schema, endpoints)}/{UPSTREAM_CREDENTIALS_KEY}"
     anonymous = json.dumps({"Username": "", "Secret": ""})

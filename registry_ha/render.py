@@ -5,24 +5,36 @@ CLI) and writes what it would deploy: one multi-document YAML per component with
 Kubernetes manifests, and aws.json with every AWS resource and its inputs. Secret values
 are redacted unless --show-secrets; even then they are the mock engine's stand-ins, never
 the stack's real secrets (those live only in the Pulumi state).
+
+It also writes what nodes need, for operators who provision nodes with their own tools:
+nodes/etc/containerd/certs.d/<registry>/hosts.toml (the files nodeConfigurator writes, from
+the same builder) and nodes/docker-daemon.json, the Docker daemon's equivalent. A cache whose
+ClusterIP is not pinned in its mirrors entry gets its address only when deployed: its file is
+left out, and render says so.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import yaml
 
+from registry_ha.containerd import CERTS_D, NodeFiles, cluster_endpoints, docker_daemon_json, node_files
+from registry_ha.exit_codes import FAILURE, USAGE
 from registry_ha.mock_engine import REPO_ROOT, ProgramRun, normalize, redact_secrets, run_program, unwrap_secrets
-from registry_ha.settings import SettingsError
-from registry_ha.stacks import check_no_collision, read_stack_file, unknown_provider_keys
+from registry_ha.settings import Settings, SettingsError, load_settings
+from registry_ha.stacks import check_no_collision, read_stack_file
+
+NODES_DIR = "nodes"
+DOCKER_DAEMON_FILE = "docker-daemon.json"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
+        self.exit(USAGE, f"error: render: {message}\nusage: deploy-registry-ha.sh render <stack> [--out DIR] [--show-secrets]\n")
 
 
 def render_documents(run: ProgramRun, show_secrets: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
@@ -49,11 +61,35 @@ def _kubernetes_order(manifest: dict) -> dict:
     return ordered
 
 
-def write_render(run: ProgramRun, out: Path, show_secrets: bool = False) -> list[Path]:
+def stack_node_files(settings: Settings) -> tuple[NodeFiles, dict]:
+    """(the containerd files, the Docker daemon config) with the addresses known before deploying:
+    pinned cache ClusterIPs only."""
+    endpoints = cluster_endpoints(settings, {cache.name: cache.cluster_ip for cache in settings.caches})
+    return node_files(settings, endpoints), docker_daemon_json(settings, endpoints)
+
+
+def write_node_files(settings: Settings, out: Path) -> tuple[list[Path], NodeFiles]:
+    files, daemon = stack_node_files(settings)
+    root = out / NODES_DIR
+    written = []
+    for node_file in files.files:
+        path = root / CERTS_D.lstrip("/") / node_file.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(node_file.content)
+        path.chmod(node_file.mode)
+        written.append(path)
+    daemon_path = root / DOCKER_DAEMON_FILE
+    daemon_path.write_text(json.dumps(daemon, indent=2) + "\n")
+    written.append(daemon_path)
+    return written, files
+
+
+def write_render(run: ProgramRun, out: Path, show_secrets: bool = False, settings: Settings | None = None) -> list[Path]:
     manifests, aws = render_documents(run, show_secrets)
     out.mkdir(parents=True, exist_ok=True)
     for stale in list(out.glob("*.yaml")) + list(out.glob("*.json")):
         stale.unlink()
+    shutil.rmtree(out / NODES_DIR, ignore_errors=True)
     written = []
     for component, documents in sorted(manifests.items()):
         path = out / f"{component}.yaml"
@@ -63,6 +99,11 @@ def write_render(run: ProgramRun, out: Path, show_secrets: bool = False) -> list
     aws_path.write_text(json.dumps(aws, indent=2, sort_keys=False) + "\n")
     written.append(aws_path)
     outputs = {k: ("[secret]" if k in run.secret_outputs and not show_secrets else v) for k, v in run.outputs.items()}
+    if settings is not None:
+        node_paths, files = write_node_files(settings, out)
+        written += node_paths
+        outputs["nodeFiles"] = [str(path.relative_to(out)) for path in node_paths]
+        outputs["nodeFilesSkipped"] = list(files.skipped)
     outputs_path = out / "outputs.json"
     outputs_path.write_text(json.dumps(outputs, indent=2) + "\n")
     written.append(outputs_path)
@@ -77,18 +118,31 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     out = args.out or REPO_ROOT / "build" / args.stack
     try:
-        config, _ = read_stack_file(args.stack)
-        for warning in unknown_provider_keys(config):
-            sys.stderr.write(f"warning: {warning}\n")
+        config, secret_keys = read_stack_file(args.stack)
         check_no_collision(args.stack)
-        run = run_program(args.stack)
+        run = run_program(args.stack)  # the program warns about provider-key typos, as under `pulumi up`
+        settings = load_settings(config, args.stack, secret_keys, aws_region=config.get("aws:region"))
     except SettingsError as error:
         sys.stderr.write(f"error: {error}\n")
-        return 2
-    written = write_render(run, out, args.show_secrets)
+        return USAGE
+    try:
+        written = write_render(run, out, args.show_secrets, settings)
+    except OSError as error:
+        sys.stderr.write(f"error: render: cannot write {out}: {error.strerror or error}\n")
+        return FAILURE
     kubernetes = sum(1 for r in run.resources if r.custom and r.type.startswith("kubernetes:"))
     aws = sum(1 for r in run.resources if r.custom and r.type.startswith("aws:"))
     print(f"rendered {args.stack}: {kubernetes} Kubernetes objects, {aws} AWS resources -> {out}")
     for path in written:
         print(f"  {path.relative_to(out) if path.is_relative_to(out) else path}")
+    files, _ = stack_node_files(settings)
+    for reason in files.skipped:
+        print(f"  not written: {reason}")
+    daemon = json.loads((out / NODES_DIR / DOCKER_DAEMON_FILE).read_text())
+    print(
+        f"\ncontainerd: copy {NODES_DIR}/{CERTS_D.lstrip('/')}/ to {CERTS_D}/ on each node (or set nodeConfigurator: on);"
+        f" config.toml's registry config_path must be {CERTS_D}, one directory"
+        f"\nDocker daemon equivalent ({NODES_DIR}/{DOCKER_DAEMON_FILE}; registry-mirrors covers Docker Hub only,"
+        f" the other upstreams' caches cannot be used by dockerd):\n{json.dumps(daemon, indent=2)}"
+    )
     return 0

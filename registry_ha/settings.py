@@ -21,10 +21,13 @@ from registry_ha.config_keys import (  # noqa: F401  (re-exported: the rest of t
     DEBUG_PORT,
     KEYS,
     KEYS_BY_NAME,
+    NODE_CONFIGURATOR_ALIASES,
     REDIS_PORT,
     REGISTRY_PORT,
+    REMOVED_KEYS,
     RULES,
     Key,
+    cache_entries,
 )
 from registry_ha.validators import (  # noqa: F401
     STACK_NAME_RULE,
@@ -91,19 +94,41 @@ class RedisSettings:
     max_memory: str
     resources: Resources
     timeout: str  # dial/read/write timeout the registry uses towards Redis
-    registry_db: int
-    mirror_db: int
+    registry_db: int  # the caches' dbs are in CacheSettings
 
 
 @dataclass(frozen=True)
-class MirrorSettings:
-    enabled: bool
+class CacheSettings:
+    """One pull-through cache (a `mirrors` entry): its own Deployment, Service, Secret, S3 prefix, Redis db."""
+
+    name: str
+    host: str  # the upstream's name in image references: docker.io, ghcr.io, ...
     remote_url: str
     replicas: int
     ttl: str
     service_name: str
-    username: Optional[str]
-    password: Optional[pulumi.Output]  # Pulumi secret; None when anonymous
+    redis_db: int
+    cluster_ip: Optional[str]  # pinned ClusterIP: node files known before deploying; None: allocated
+    username: Optional[str] = None
+    password: Optional[pulumi.Output] = None  # Pulumi secret; None when anonymous
+
+    @property
+    def component_name(self) -> str:
+        """Pulumi name of the cache's component (the Docker Hub cache's is dockerhub-cache)."""
+        return f"{self.name}-cache"
+
+    @property
+    def root_directory(self) -> str:
+        return f"/{self.name}-cache"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What nodes get: containerd hosts.toml files, optionally written by a DaemonSet."""
+
+    configurator: str  # off | on | remove
+    configurator_image: str
+    ca_certificate: Optional[str]  # PEM nodes trust for the private registry's HTTPS (tlsCaCertificate)
 
 
 @dataclass(frozen=True)
@@ -114,7 +139,6 @@ class ExposureSettings:
     lb_source_ranges: tuple[str, ...]
     metallb_pool: Optional[str]
     node_port: int
-    mirror_node_port: Optional[int]
     node_address: str  # the seed's secondary address host, e.g. 37.60.241.150
 
 
@@ -158,16 +182,38 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """The opt-in PrometheusRule and Grafana dashboard, and the alerts' thresholds (docs/monitoring.md)."""
+
+    prometheus_rule: bool = False
+    grafana_dashboard: bool = False
+    runbook_url: str = "docs/monitoring.md"
+    error_percent: int = 5  # 5xx share of responses
+    manifest_p99_s: float = 1.0
+    cache_manifest_p99_s: float = 2.5
+    storage_p99_s: float = 2.5
+    redis_errors: int = 5  # failed lookups per pod in 5m
+    upstream_error_percent: int = 10
+    restarts: int = 3  # per pod in 30m
+
+    @property
+    def enabled(self) -> bool:
+        return self.prometheus_rule or self.grafana_dashboard
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
     registry: RegistrySettings
     storage: StorageSettings
     redis: RedisSettings
-    mirror: MirrorSettings
+    caches: tuple[CacheSettings, ...]
     exposure: ExposureSettings
     network: NetworkSettings
     access: AccessSettings = AccessSettings(False)
+    monitoring: MonitoringSettings = MonitoringSettings()
+    nodes: NodeSettings = NodeSettings("off", "busybox:1.37.0", None)
 
     @property
     def registry_address(self) -> str:
@@ -177,6 +223,8 @@ class Settings:
     def secondary_address(self) -> str:
         return f"{self.exposure.node_address}:{self.exposure.node_port}"
 
+    def cache(self, name: str) -> CacheSettings:
+        return next(c for c in self.caches if c.name == name)
 
 
 # --------------------------------------------------------------------------- reading raw values
@@ -185,6 +233,15 @@ class Settings:
 def _fail(key: str, allowed: str, value: Any) -> SettingsError:
     shown = value if len(repr(value)) <= 80 else repr(value)[:77] + "..."
     return SettingsError(f"{PROJECT}:{key}: {allowed} (got {shown!r})")
+
+
+def _json(key: Key, raw: Any, allowed: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise _fail(key.name, allowed, "(a secret)" if key.secret else raw) from None
 
 
 def _parse(key: Key, raw: Any) -> Any:
@@ -217,6 +274,17 @@ def _parse(key: Key, raw: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise _fail(key.name, "a list of strings", raw)
         return tuple(value)
+    if key.kind == "objects":
+        value = _json(key, raw, "a list of objects (JSON or YAML)")
+        if not isinstance(value, list):
+            raise _fail(key.name, "a list of objects (JSON or YAML)", raw)
+        return tuple(value)
+    if key.kind == "map":
+        allowed = 'a map of name to string (JSON or YAML), such as {"dockerhub": "..."}'
+        value = _json(key, raw, allowed)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise _fail(key.name, allowed, "(a secret)" if key.secret else raw)
+        return dict(value)
     raise AssertionError(key.kind)
 
 
@@ -231,6 +299,8 @@ def _own_values(raw: Mapping[str, Any], secret_keys) -> dict[str, Any]:
         namespace, _, name = full_key.rpartition(":")
         if namespace not in ("", PROJECT):
             continue  # other namespaces (aws:, kubernetes:) belong to their providers
+        if name in REMOVED_KEYS:
+            raise SettingsError(f"{PROJECT}:{name}: {REMOVED_KEYS[name]}")
         key = KEYS_BY_NAME.get(name)
         if key is None:
             close = [k for k in KEYS_BY_NAME if k.lower() == name.lower()]
@@ -261,8 +331,8 @@ def resolve_values(
         if key.check is not None and value is not None:
             problem = key.check(value)
             if problem:
-                allowed, shown = problem if isinstance(problem, tuple) else (problem, value)
-                raise _fail(key.name, allowed, list(shown) if isinstance(shown, tuple) else shown)
+                allowed, shown, *where = problem if isinstance(problem, tuple) else (problem, value)
+                raise _fail(key.name + "".join(where), allowed, list(shown) if isinstance(shown, tuple) else shown)
     region = aws_region if aws_region is not None else "us-east-1"
     if not is_region(region):
         raise SettingsError(f"aws:region: an AWS region such as us-east-1 (got {region!r})")
@@ -318,16 +388,22 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         resources=Resources(c["redisCpuRequest"], c["redisMemoryRequest"], c["redisMemoryLimit"]),
         timeout=c["redisTimeout"],
         registry_db=0,
-        mirror_db=1,
     )
-    mirror = MirrorSettings(
-        enabled=c["mirrorEnabled"],
-        remote_url=c["mirrorRemoteUrl"].rstrip("/"),
-        replicas=c["mirrorReplicas"],
-        ttl=c["mirrorTtl"],
-        service_name=c["mirrorServiceName"],
-        username=c["dockerHubUsername"],
-        password=pulumi.Output.secret(c["dockerHubPassword"]) if c["dockerHubPassword"] is not None else None,
+    passwords = c["mirrorPasswords"] or {}
+    caches = tuple(
+        CacheSettings(
+            name=entry["name"],
+            host=entry["host"],
+            remote_url=entry["remoteUrl"],
+            replicas=entry.get("replicas", c["mirrorReplicas"]),
+            ttl=entry.get("ttl", c["mirrorTtl"]),
+            service_name=entry["serviceName"],
+            redis_db=entry["redisDb"],
+            cluster_ip=entry.get("clusterIP"),
+            username=entry.get("username"),
+            password=pulumi.Output.secret(passwords[entry["name"]]) if "username" in entry else None,
+        )
+        for entry in cache_entries(c["mirrors"])
     )
     exposure = ExposureSettings(
         hostname=c["hostname"],
@@ -336,7 +412,6 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         lb_source_ranges=tuple(c["loadBalancerSourceRanges"]),
         metallb_pool=c["metallbAddressPool"],
         node_port=c["nodePort"],
-        mirror_node_port=c["mirrorNodePort"],
         node_address=c["nodeAddress"],
     )
     network = NetworkSettings(
@@ -355,16 +430,35 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         proxy_image=c["authProxyImage"],
         tls_secret_name=c["tlsSecretName"],
     )
+    monitoring = MonitoringSettings(
+        prometheus_rule=c["prometheusRule"],
+        grafana_dashboard=c["grafanaDashboard"],
+        runbook_url=c["runbookUrl"],
+        error_percent=c["alert5xxPercent"],
+        manifest_p99_s=duration_seconds(c["alertManifestP99"]),
+        cache_manifest_p99_s=duration_seconds(c["alertCacheManifestP99"]),
+        storage_p99_s=duration_seconds(c["alertStorageP99"]),
+        redis_errors=c["alertRedisErrors"],
+        upstream_error_percent=c["alertUpstreamErrorPercent"],
+        restarts=c["alertRestarts"],
+    )
+    nodes = NodeSettings(
+        configurator=NODE_CONFIGURATOR_ALIASES.get(c["nodeConfigurator"], c["nodeConfigurator"]),
+        configurator_image=c["nodeConfiguratorImage"],
+        ca_certificate=c["tlsCaCertificate"].strip() + "\n" if c["tlsCaCertificate"] else None,
+    )
     return Settings(
         stack=stack,
         namespace=c["namespace"],
         registry=registry,
         storage=storage,
         redis=redis,
-        mirror=mirror,
+        caches=caches,
         exposure=exposure,
         network=network,
         access=access,
+        monitoring=monitoring,
+        nodes=nodes,
     )
 
 

@@ -79,17 +79,36 @@ def read_stack_file(stack: str, repo_root: Path = REPO_ROOT) -> tuple[dict[str, 
             values[full_key] = _config_string(value["value"])
         else:
             values[full_key] = _config_string(value)
+    _placeholder_passwords(values)
     return values, secret_keys
+
+
+def _placeholder_passwords(values: dict[str, str]) -> None:
+    """An encrypted `mirrorPasswords` is a map nobody here can read: stand in a placeholder password
+    for each cache whose entry sets a username, so the map still has the shape the checks expect."""
+    key = f"{PROJECT}:mirrorPasswords"
+    if values.get(key) != SECURE_PLACEHOLDER:
+        return
+    from registry_ha.config_keys import DEFAULT_MIRRORS
+
+    try:
+        entries = json.loads(values[f"{PROJECT}:mirrors"]) if f"{PROJECT}:mirrors" in values else list(DEFAULT_MIRRORS)
+    except json.JSONDecodeError:
+        return  # the mirrors key's own check reports it
+    if isinstance(entries, list):
+        names = [e["name"] for e in entries if isinstance(e, dict) and "username" in e and isinstance(e.get("name"), str)]
+        values[key] = json.dumps({name: SECURE_PLACEHOLDER for name in names})
 
 
 # --------------------------------------------------------------------------- stacks sharing a cluster
 
 
-def _placement(stack: str, repo_root: Path) -> tuple[str, str, int]:
-    """(kubernetes context, namespace, nodePort) a stack deploys to."""
+def _placement(stack: str, repo_root: Path) -> tuple[str, str, int, bool]:
+    """(kubernetes context, namespace, nodePort, whether it runs the node configurator) of a stack."""
     config, secret_keys = read_stack_file(stack, repo_root)
     values, _ = resolve_values(config, stack, secret_keys, aws_region=config.get("aws:region"))
-    return config.get("kubernetes:context", DEFAULT_CONTEXT), values["namespace"], values["nodePort"]
+    context = config.get("kubernetes:context", DEFAULT_CONTEXT)
+    return context, values["namespace"], values["nodePort"], values["nodeConfigurator"] not in ("off", "false")
 
 
 def check_no_collision(stack: str, repo_root: Path = REPO_ROOT) -> None:
@@ -99,16 +118,22 @@ def check_no_collision(stack: str, repo_root: Path = REPO_ROOT) -> None:
     fight over the same objects. Stacks are assumed to target separate clusters
     (`kubernetes:context`); a shared cluster needs a namespace and a nodePort of their own.
     """
-    context, namespace, node_port = _placement(stack, repo_root)
+    context, namespace, node_port, configures_nodes = _placement(stack, repo_root)
     for other in stack_names(repo_root):
         if other == stack:
             continue
         try:
-            other_context, other_namespace, other_port = _placement(other, repo_root)
+            other_context, other_namespace, other_port, other_configures = _placement(other, repo_root)
         except SettingsError:
             continue  # that stack's own problem, reported when it is used
         if other_context != context:
             continue
+        if configures_nodes and other_configures:
+            # One node configurator per cluster: both would write the same files on the same nodes.
+            raise SettingsError(
+                f"stack {stack!r}: nodeConfigurator is also on in Pulumi.{other}.yaml on the same kubernetes:context "
+                f"{context}; one stack per cluster may configure its nodes"
+            )
         if other_namespace == namespace or other_port == node_port:
             clash = f"namespace {namespace!r}" if other_namespace == namespace else f"nodePort {node_port}"
             raise SettingsError(
@@ -157,5 +182,5 @@ def unknown_provider_keys(config: dict[str, Any]) -> list[str]:
             continue
         close = difflib.get_close_matches(name, sorted(keys), n=1, cutoff=0.7)
         hint = f"; did you mean {namespace}:{close[0]}?" if close else ""
-        warnings.append(f"{full_key}: not a {namespace} provider setting, it would be ignored{hint}")
+        warnings.append(f"{full_key}: not a setting of the {namespace} provider, which would ignore it{hint}")
     return warnings

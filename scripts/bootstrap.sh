@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-APT_PACKAGES=(docker-registry redis-server haproxy skopeo containerd git openssl curl ca-certificates python3-venv)
+APT_PACKAGES=(docker-registry redis-server haproxy prometheus skopeo git openssl curl ca-certificates python3-venv busybox iproute2)
+# containerd (and ctr) for the node tests, which start their own daemon as root. A machine that
+# already has one (Docker's containerd.io conflicts with Debian's package) keeps it.
+command -v containerd >/dev/null 2>&1 || APT_PACKAGES+=(containerd)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,9 +21,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The sandbox and the tests start their own servers; the packages' services would hold
-  # 6379 (redis) and 5000 (docker-registry, the sandbox's LB port).
+  # 6379 (redis), 5000 (docker-registry, the sandbox's LB port) and 9090 (prometheus).
   if command -v systemctl >/dev/null 2>&1; then
-    systemctl disable --now redis-server docker-registry haproxy >/dev/null 2>&1 || true
+    systemctl disable --now redis-server docker-registry haproxy prometheus >/dev/null 2>&1 || true
+    # the tests run their own containerd; a system one that this script just installed is not wanted
+    case " ${missing[*]} " in *" containerd "*) systemctl disable --now containerd >/dev/null 2>&1 || true ;; esac
+  fi
+  # Without systemd the package's init script starts prometheus on :9090 of every interface.
+  if [ -x /etc/init.d/prometheus ] && [ ! -d /run/systemd/system ]; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
   fi
 fi
 

@@ -29,6 +29,15 @@ def require_binary(name: str) -> str:
     return path
 
 
+def require_root(what: str) -> None:
+    """Tests that run a server as root (containerd). Not root: a failure under CI, a skip elsewhere."""
+    if os.geteuid() != 0:
+        message = f"{what} needs root (CI runs as root)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def require_registry(image: str = "registry:3.1.1") -> str:
     """The registry binary the sandbox runs for `image`: .tools/ for 3.x (bootstrap builds the default
     image's version), Debian's docker-registry for 2.8. Missing: a failure under CI, a skip elsewhere."""
@@ -55,3 +64,29 @@ def require_token_server() -> str:
         if IN_CI:
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+def copy_repo(dest: Path, git_commit: bool = False) -> Path:
+    """The project as a fresh clone holds it (tracked and new files; nothing git ignores) in `dest`, with
+    the .venv and .tools that ./scripts/bootstrap.sh makes linked in, so its scripts run as they would
+    there. git_commit: make it a git repository with one commit (rollback reads the checkout)."""
+    import subprocess
+
+    dest.mkdir(parents=True, exist_ok=True)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO_ROOT, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    for name in (".venv", ".tools"):
+        if (REPO_ROOT / name).exists():
+            (dest / name).symlink_to((REPO_ROOT / name).resolve())
+    if git_commit:
+        def git(*args):
+            subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
+        git("init", "-q", "-b", "main")
+        git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
+        git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "copy")
+    return dest

@@ -124,7 +124,7 @@ def test_registry_token_section_and_listen_address():
     tls = settings_for("production", tlsSecretName="registry-tls")
     assert build_registry_config(tls, "private", ENDPOINTS, CREDENTIALS)["auth"]["token"]["realm"].startswith("https://")
     assert pod_security_paths(tls, "private") == {"listen_addr": ":5002"}  # TLS ends at the proxy
-    assert "auth" not in build_registry_config(settings, "mirror", ENDPOINTS, CREDENTIALS)  # caches: anonymous
+    assert "auth" not in build_registry_config(settings, "mirror", ENDPOINTS, CREDENTIALS, cache=settings.caches[0])  # caches: anonymous
     assert "auth" not in build_registry_config(settings_for("staging"), "private", ENDPOINTS, CREDENTIALS)
     with pytest.raises(ValueError, match="3.x schema"):
         build_registry_config(settings, "private", ENDPOINTS, CREDENTIALS, schema="v2")
@@ -159,11 +159,11 @@ def test_node_credentials_for_both_addresses():
 # --------------------------------------------------------------------------- the components under mocks
 
 
-def registry_args(settings, token_auth, role="private"):
+def registry_args(settings, token_auth, role="private", cache=None):
     return RegistryArgs(
         settings=settings, role=role, namespace="registry", bucket_name="bucket-1", access_key_id="AKIA1",
         secret_access_key=pulumi.Output.secret("s" * 40), redis_address="registry-redis.registry.svc:6379",
-        redis_password=pulumi.Output.secret("r" * 40), token_auth=token_auth if role == "private" else None,
+        redis_password=pulumi.Output.secret("r" * 40), cache=cache, token_auth=token_auth if role == "private" else None,
     )
 
 
@@ -282,6 +282,31 @@ def test_tls_without_auth_ends_at_the_registry():
     return registered(monitor, registry.config_secret, registry.deployment).apply(check)
 
 
+@pulumi.runtime.test
+def test_caches_stay_anonymous_plain_http_proxies_with_auth_and_tls_on():
+    """No front proxy, no token server, no TLS in a cache's pod: one container, its credential helper only."""
+    monitor = use_mocks("production")
+    settings = settings_for("production", tlsSecretName="registry-tls", mirrors=json.dumps([
+        {"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror"}, {"name": "ghcr", "host": "ghcr.io"}]))
+    caches = [Registry(cache.component_name, registry_args(settings, None, "mirror", cache)) for cache in settings.caches]
+
+    def check(args):
+        for secret, deployment, service in zip(args[0::3], args[1::3], args[2::3]):
+            assert set(secret["stringData"]) == {"config.yml", "credential-helper"}
+            config = yaml.safe_load(secret["stringData"]["config.yml"])
+            assert "auth" not in config and "tls" not in config["http"] and config["http"]["addr"] == ":5000"
+            pod = deployment["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            assert container["readinessProbe"]["httpGet"] == {"path": "/", "port": "http"}
+            assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 5000), ("debug", 5001)]
+            assert {v["name"] for v in pod["volumes"]} == {"config", "tmp"}
+            assert service["spec"]["type"] == "ClusterIP"
+            assert "checkov.io/skip2" in deployment["metadata"]["annotations"]  # registry:3.1.1 alone, by tag
+            assert "docker_auth" not in deployment["metadata"]["annotations"]["checkov.io/skip2"]
+
+    return registered(monitor, *[r for c in caches for r in (c.config_secret, c.deployment, c.service)]).apply(check)
+
+
 def test_registry_takes_token_auth_exactly_when_auth_is_on():
     use_mocks("production")
     with pytest.raises(ValueError, match="exactly when authEnabled"):
@@ -381,7 +406,7 @@ def test_users_and_keys_roll_the_pods_and_a_rotation_keeps_the_old_key():
 def test_the_documented_access_matrix_is_the_measured_one():
     """docs/security.md's who-can-do-what table is generated from the ACL roles; the integration test's
     literal tables (measured on 3.1.1 with skopeo, containerd and the API) must say the same."""
-    from tests.integration.test_10_token_auth import EXPECTED_API, EXPECTED_CLIENT, OK
+    from tests.integration.test_15_token_auth import EXPECTED_API, EXPECTED_CLIENT, OK
 
     for entry in KEYS_BY_NAME["authUsers"].default:
         name, role = entry.split(":", 1)
@@ -390,3 +415,4 @@ def test_the_documented_access_matrix_is_the_measured_one():
             a: can[a] for a in ("pull", "push", "delete")}, name
         assert (EXPECTED_API[name]["catalog"][0] == 200) == can["catalog"], name
     assert set(EXPECTED_CLIENT["anonymous"].values()) == {"refused"}
+

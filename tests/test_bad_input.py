@@ -16,8 +16,9 @@ import pulumi
 import pytest
 
 from registry_ha import mock_engine
-from registry_ha.mock_engine import load_stack_config, run_program
+from registry_ha.mock_engine import is_secret_wrapper, load_stack_config, run_program, unwrap_secrets
 from registry_ha.settings import SettingsError
+from registry_ha.stacks import SECURE_PLACEHOLDER
 
 from conftest import REPO_ROOT
 
@@ -44,7 +45,7 @@ BAD_CONFIGS = [
      "registry-ha:redisMaxMemory: a Redis size above 0 and below redisMemoryLimit (384Mi) (got '1gb')"),
     ("memory-request-over-limit", "staging", {"registryMemoryRequest": "2Gi"}, (),
      "registry-ha:registryMemoryRequest: at most registryMemoryLimit (512Mi) (got '2Gi')"),
-    ("redis-timeout-zero", "staging", {"redisTimeout": "0s"}, (), "registry-ha:redisTimeout: a Go duration above 0 such as 100ms (got '0s')"),
+    ("redis-timeout-zero", "staging", {"redisTimeout": "0s"}, (), "registry-ha:redisTimeout: a Go duration above 0 such as 50ms (got '0s')"),
     ("purge-age-minutes", "staging", {"uploadPurgeAge": "5m"}, (), "registry-ha:uploadPurgeAge: a duration of at least 1h such as 168h (got '5m')"),
     # unknown enum values
     ("anti-affinity-soft", "production", {"antiAffinity": "soft"}, (), "registry-ha:antiAffinity: one of required, preferred (got 'soft')"),
@@ -124,21 +125,85 @@ BAD_CONFIGS = [
     ("tls-secret-is-the-config", "production", {"tlsSecretName": "docker-registry-config"}, (),
      "registry-ha:tlsSecretName: a kubernetes.io/tls Secret of its own, not one the program manages "
      "(docker-registry-config, docker-registry-mirror-config, docker-registry-token, registry-redis-config) (got 'docker-registry-config')"),
-    ("mirror-nodeport-collides", "staging", {"mirrorNodePort": "30500"}, (),
-     "registry-ha:mirrorNodePort: a NodePort different from nodePort (30500) (got 30500)"),
-    ("mirror-nodeport-collides-moved", "production", {"nodePort": "31000", "mirrorNodePort": "31000"}, (),
-     "registry-ha:mirrorNodePort: a NodePort different from nodePort (31000) (got 31000)"),
-    # secrets: empty, plaintext, half set, wrong region key
-    ("password-empty", "staging", {"dockerHubUsername": "neuralhive", "dockerHubPassword": ""}, ("dockerHubPassword",),
-     "registry-ha:dockerHubPassword: a non-empty value, or leave it unset (got '')"),
-    ("password-blank", "staging", {"dockerHubUsername": "neuralhive", "dockerHubPassword": "   "}, ("dockerHubPassword",),
-     "registry-ha:dockerHubPassword: a non-empty value, or leave it unset (got '   ')"),
-    ("password-plaintext", "production", {"dockerHubUsername": "neuralhive", "dockerHubPassword": "dckr_pat_x"}, (),
-     "registry-ha:dockerHubPassword: must be a secret; set it with `pulumi config set --secret dockerHubPassword`"),
-    ("username-without-password", "staging", {"dockerHubUsername": "neuralhive"}, (),
-     "registry-ha:dockerHubPassword: set together with the other Docker Hub credential, or neither (got None)"),
-    ("username-with-colon", "staging", {"dockerHubUsername": "user:pass", "dockerHubPassword": "x"}, ("dockerHubPassword",),
-     "registry-ha:dockerHubUsername: a registry user name: no spaces, no ':' (got 'user:pass')"),
+    # monitoring: needs the ServiceMonitor's scrape; thresholds only with the rule; bad thresholds
+    ("rule-without-service-monitor", "staging", {"prometheusRule": "true"}, (),
+     "registry-ha:prometheusRule: true only with serviceMonitor: true (it reads what the ServiceMonitor scrapes) (got True)"),
+    ("dashboard-without-service-monitor", "production", {"serviceMonitor": "false", "prometheusRule": "false", "grafanaDashboard": "true"}, (),
+     "registry-ha:grafanaDashboard: true only with serviceMonitor: true (it reads what the ServiceMonitor scrapes) (got True)"),
+    ("threshold-without-rule", "staging", {"alertRestarts": "5"}, (), "registry-ha:alertRestarts: only with prometheusRule: true (got 5)"),
+    ("latency-fraction", "production", {"alertManifestP99": "2.5s"}, (),
+     "registry-ha:alertManifestP99: a duration from 50ms to 60s such as 1s or 2500ms (got '2.5s')"),
+    ("latency-too-small", "production", {"alertStorageP99": "1ms"}, (),
+     "registry-ha:alertStorageP99: a duration from 50ms to 60s such as 1s or 2500ms (got '1ms')"),
+    ("error-percent-zero", "production", {"alert5xxPercent": "0"}, (), "registry-ha:alert5xxPercent: an integer from 1 to 100 (got 0)"),
+    ("runbook-with-fragment", "production", {"runbookUrl": "https://git.example.com/docs/monitoring.md#top"}, (),
+     "registry-ha:runbookUrl: a URL or path without a #fragment (the alert name is appended) (got 'https://git.example.com/docs/monitoring.md#top')"),
+    ("runbook-not-a-url", "production", {"runbookUrl": "see the wiki"}, (),
+     "registry-ha:runbookUrl: an http(s) URL or a repository path such as docs/monitoring.md (got 'see the wiki')"),
+    # settings that the mirrors list replaced: one line saying what to set instead, never the value
+    ("removed-mirror-node-port", "staging", {"mirrorNodePort": "30501"}, (),
+     "registry-ha:mirrorNodePort: removed: caches are ClusterIP only (never on a NodePort); nodes reach them through "
+     "kube-proxy, see docs/caches-and-nodes.md"),
+    ("removed-docker-hub-password", "production", {"dockerHubPassword": "dckr_pat_x"}, ("dockerHubPassword",),
+     "registry-ha:dockerHubPassword: removed: put the password in the secret `mirrorPasswords` "
+     "(`pulumi config set --secret mirrorPasswords '{\"dockerhub\": \"...\"}'`)"),
+    ("removed-mirror-remote-url", "staging", {"mirrorRemoteUrl": "https://mirror.gcr.io"}, (),
+     "registry-ha:mirrorRemoteUrl: removed: set `remoteUrl` in the cache's `mirrors` entry"),
+    # the caches: one line naming the entry and the field
+    ("mirrors-not-a-list", "staging", {"mirrors": '{"name": "dockerhub"}'}, (),
+     "registry-ha:mirrors: a list of objects (JSON or YAML) (got '{\"name\": \"dockerhub\"}')"),
+    ("mirrors-remote-url-with-path", "staging", {"mirrors": '[{"name": "dockerhub", "host": "docker.io", "remoteUrl": "https://registry-1.docker.io/v2/"}]'}, (),
+     "registry-ha:mirrors[0].remoteUrl: a registry root URL such as https://registry-1.docker.io (got 'https://registry-1.docker.io/v2/')"),
+    ("mirrors-remote-url-ftp", "production", {"mirrors": '[{"name": "dockerhub", "host": "docker.io"}, {"name": "ghcr", "host": "ghcr.io", "remoteUrl": "ftp://ghcr.io"}]'}, (),
+     "registry-ha:mirrors[1].remoteUrl: a registry root URL such as https://registry-1.docker.io (got 'ftp://ghcr.io')"),
+    ("mirrors-host-is-a-url", "staging", {"mirrors": '[{"name": "ghcr", "host": "https://ghcr.io"}]'}, (),
+     "registry-ha:mirrors[0].host: a registry host as it appears in image references, such as docker.io, ghcr.io or quay.io (got 'https://ghcr.io')"),
+    ("mirrors-host-missing", "staging", {"mirrors": '[{"name": "ghcr"}]'}, (),
+     "registry-ha:mirrors[0].host: required: a registry host as it appears in image references, such as docker.io, ghcr.io or quay.io (got None)"),
+    ("mirrors-unknown-field", "staging", {"mirrors": '[{"name": "ghcr", "host": "ghcr.io", "remoteURL": "https://ghcr.io"}]'}, (),
+     "registry-ha:mirrors[0].remoteURL: unknown field; the fields are name, host, remoteUrl, ttl, replicas, username, "
+     "redisDb, serviceName, clusterIP (got 'https://ghcr.io')"),
+    ("mirrors-same-host-twice", "staging", {"mirrors": '[{"name": "hub", "host": "docker.io"}, {"name": "hub2", "host": "docker.io"}]'}, (),
+     "registry-ha:mirrors[1].host: distinct hosts (mirrors[0] has it too) (got 'docker.io')"),
+    ("mirrors-same-db-twice", "staging", {"mirrors": '[{"name": "hub", "host": "docker.io", "redisDb": 3}, {"name": "ghcr", "host": "ghcr.io", "redisDb": 3}]'}, (),
+     "registry-ha:mirrors[1].redisDb: distinct Redis dbs (mirrors[0] has it too) (got 3)"),
+    ("mirrors-db-zero", "staging", {"mirrors": '[{"name": "hub", "host": "docker.io", "redisDb": 0}]'}, (),
+     "registry-ha:mirrors[0].redisDb: an integer from 1 to 15 (db 0 is the private registry's) (got 0)"),
+    ("mirrors-more-than-redis-dbs", "staging", {"mirrors": json.dumps([{"name": f"c{i}", "host": f"r{i}.example.com"} for i in range(16)])}, (),
+     "registry-ha:mirrors: at most 15 caches (Redis has 16 dbs; db 0 is the private registry's) (got '16 entries')"),
+    ("mirrors-name-too-long", "staging", {"mirrors": '[{"name": "a-very-long-cache-name-x", "host": "docker.io"}]'}, (),
+     "registry-ha:mirrors[0].name: a short name: lowercase letters, digits and '-', at most 20 (it names the cache's objects) (got 'a-very-long-cache-name-x')"),
+    ("mirrors-service-is-the-registry", "production", {"mirrors": '[{"name": "hub", "host": "docker.io", "serviceName": "docker-registry"}]'}, (),
+     "registry-ha:mirrors[0].serviceName: a name other than docker-registry, registry-redis (got 'docker-registry')"),
+    ("mirrors-host-is-the-registry", "staging", {"mirrors": '[{"name": "self", "host": "registry.neural-hive.local:5000"}]'}, (),
+     "registry-ha:mirrors[0].host: an upstream, not the private registry's own address (got 'registry.neural-hive.local:5000')"),
+    ("mirrors-cluster-ip-bad", "staging", {"mirrors": '[{"name": "hub", "host": "docker.io", "clusterIP": "10.43.0.300"}]'}, (),
+     "registry-ha:mirrors[0].clusterIP: an IP address in the cluster's Service CIDR such as 10.43.0.50 (got '10.43.0.300')"),
+    ("mirrors-replicas-word", "staging", {"mirrors": '[{"name": "hub", "host": "docker.io", "replicas": "two"}]'}, (),
+     "registry-ha:mirrors[0].replicas: an integer from 1 to 10 (got 'two')"),
+    # cache credentials: the password is secret config, named, never shown
+    ("mirror-password-missing", "staging", {"mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive"}]'}, (),
+     "registry-ha:mirrorPasswords: a password for 'dockerhub': mirrors[0] sets a username (got [])"),
+    ("mirror-password-plaintext", "production", {"mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive"}]',
+                                                 "mirrorPasswords": '{"dockerhub": "dckr_pat_x"}'}, (),
+     "registry-ha:mirrorPasswords: must be a secret; set it with `pulumi config set --secret mirrorPasswords`"),
+    ("mirror-password-empty", "staging", {"mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive"}]',
+                                          "mirrorPasswords": '{"dockerhub": " "}'}, ("mirrorPasswords",),
+     "registry-ha:mirrorPasswords: a non-empty password or token for each cache name (got 'dockerhub')"),
+    ("mirror-password-for-no-user", "staging", {"mirrorPasswords": '{"dockerhub": "dckr_pat_x"}'}, ("mirrorPasswords",),
+     "registry-ha:mirrorPasswords: passwords only for caches whose mirrors entry sets a username (got 'dockerhub')"),
+    ("mirror-passwords-not-a-map", "staging", {"mirrorPasswords": "dckr_pat_x"}, ("mirrorPasswords",),
+     "registry-ha:mirrorPasswords: a map of name to string (JSON or YAML), such as {\"dockerhub\": \"...\"} (got '(a secret)')"),
+    ("username-with-colon", "staging", {"mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "user:pass"}]'}, (),
+     "registry-ha:mirrors[0].username: a registry user name: no spaces, no ':' (got 'user:pass')"),
+    # nodes
+    ("node-configurator-yes", "staging", {"nodeConfigurator": "yes"}, (), "registry-ha:nodeConfigurator: one of off, on, remove (got 'yes')"),
+    ("node-configurator-image-latest", "staging", {"nodeConfiguratorImage": "busybox:latest"}, (),
+     "registry-ha:nodeConfiguratorImage: an image pinned to a tag other than latest, or a digest (got 'busybox:latest')"),
+    ("tls-ca-without-tls", "staging", {"tlsCaCertificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"}, (),
+     "registry-ha:tlsCaCertificate: only with tlsSecretName (the registry serves HTTPS) (got '(a certificate)')"),
+    ("tls-ca-not-pem", "staging", {"tlsSecretName": "registry-tls", "tlsCaCertificate": "ca.crt"}, (),
+     "registry-ha:tlsCaCertificate: PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----) (got 'ca.crt')"),
     ("kms-other-region", "production", {"kmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/abc"}, (),
      "registry-ha:kmsKeyArn: a key in the bucket's region us-east-1 (S3 cannot use another region's key) (got 'arn:aws:kms:eu-west-1:123456789012:key/abc')"),
     ("kms-with-sse-s3", "staging", {"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc"}, (),
@@ -158,6 +223,9 @@ BAD_CONFIGS = [
      "registry-ha:redisImage: an image pinned to a tag other than latest, or a digest (got 'redis')"),
     ("source-ranges-without-lb", "staging", {"loadBalancerProvider": "none", "loadBalancerSourceRanges": '["10.0.0.0/8"]'}, (),
      "registry-ha:loadBalancerSourceRanges: only with a loadBalancerProvider other than none (got ['10.0.0.0/8'])"),
+    # a pool the aws/gcp/azure annotations would never name: refused rather than ignored
+    ("metallb-pool-without-metallb", "staging", {"loadBalancerProvider": "aws", "metallbAddressPool": "internal"}, (),
+     "registry-ha:metallbAddressPool: only with loadBalancerProvider: metallb (got 'internal')"),
 ]
 
 
@@ -195,11 +263,21 @@ def test_the_table_is_big_enough_and_distinct():
     assert len({case[0] for case in BAD_CONFIGS}) == len(BAD_CONFIGS)
 
 
+def test_the_limits_themselves_are_accepted():
+    """Controls of the cases above: 20 users, and a pool with metallb, pass."""
+    twenty = json.dumps([f"u{i}:pull" for i in range(1, 21)])
+    for stack, changes in (("production", {"authEnabled": "true", "authUsers": twenty, "nodeUser": "u1"}),
+                           ("staging", {"loadBalancerProvider": "metallb", "metallbAddressPool": "internal"})):
+        error, registered = evaluate(stack, changes)
+        assert error is None and "kubernetes:apps/v1:Deployment" in registered, error
+
+
 @pytest.mark.parametrize("stack", ["staging", "production"])
 def test_control_a_good_config_registers_resources(stack):
     """The counting works: the same path with a valid config registers the whole program."""
-    error, registered = evaluate(stack, {"replicas": "4", "dockerHubUsername": "neuralhive", "dockerHubPassword": "x"},
-                                 ("dockerHubPassword",))
+    mirrors = '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive"}, {"name": "ghcr", "host": "ghcr.io"}]'
+    error, registered = evaluate(stack, {"replicas": "4", "mirrors": mirrors, "mirrorPasswords": '{"dockerhub": "x"}'},
+                                 ("mirrorPasswords",))
     assert error is None
     assert len(registered) >= 30 and "aws:s3/bucket:Bucket" in registered
 
@@ -218,8 +296,16 @@ def test_bad_config_stops_the_program_before_any_resource(case):
 
 def test_secret_values_are_not_echoed():
     """A rejected secret is named, never shown."""
-    error, _ = evaluate("staging", {"dockerHubUsername": "neuralhive", "dockerHubPassword": "hunter2-plaintext"})
-    assert isinstance(error, SettingsError) and "hunter2" not in str(error)
+    mirrors = '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive"}]'
+    for changes, secret in [
+        ({"mirrors": mirrors, "mirrorPasswords": '{"dockerhub": "hunter2-plaintext"}'}, ()),
+        ({"mirrors": mirrors, "mirrorPasswords": "hunter2-not-json"}, ("mirrorPasswords",)),
+        ({"mirrors": mirrors, "mirrorPasswords": '["hunter2-in-a-list"]'}, ("mirrorPasswords",)),
+        ({"mirrors": mirrors, "mirrorPasswords": '{"ghcr": "hunter2-other-name"}'}, ("mirrorPasswords",)),
+        ({"dockerHubPassword": "hunter2-removed-key"}, ("dockerHubPassword",)),
+    ]:
+        error, _ = evaluate("staging", changes, secret)
+        assert isinstance(error, SettingsError) and "hunter2" not in str(error), (changes, error)
 
 
 # --------------------------------------------------------------------------- the stack file itself
@@ -253,8 +339,9 @@ def test_stack_file_of_the_wrong_shape(tmp_path, text, expected):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("config:\n  registry-ha:dockerHubUsername: neuralhive\n  registry-ha:dockerHubPassword: hunter2\n",
-         "registry-ha:dockerHubPassword: must be a secret; set it with `pulumi config set --secret dockerHubPassword`"),
+        ("config:\n  registry-ha:mirrors:\n    - {name: dockerhub, host: docker.io, username: neuralhive}\n"
+         "  registry-ha:mirrorPasswords:\n    dockerhub: hunter2\n",
+         "registry-ha:mirrorPasswords: must be a secret; set it with `pulumi config set --secret mirrorPasswords`"),
         ("config:\n  registry-ha:clientCidrs:\n    cidr: 10.0.0.0/8\n",
          "registry-ha:clientCidrs: a list of strings (got '{\"cidr\": \"10.0.0.0/8\"}')"),
         ("config:\n  registry-ha:replicas: [1, 2, 3]\n", "registry-ha:replicas: an integer (got '[1, 2, 3]')"),
@@ -276,16 +363,24 @@ def test_stack_file_values_of_the_wrong_shape(tmp_path, text, expected):
 
 
 def test_a_secure_value_in_the_stack_file_is_accepted(tmp_path):
+    """A YAML list of caches, one with a username, and its password map encrypted (unreadable here)."""
     write_stack(tmp_path, "staging", """\
         config:
-          registry-ha:dockerHubUsername: neuralhive
-          registry-ha:dockerHubPassword:
+          registry-ha:mirrors:
+            - {name: dockerhub, host: docker.io, username: neuralhive, serviceName: docker-registry-mirror}
+            - {name: ghcr, host: ghcr.io}
+          registry-ha:mirrorPasswords:
             secure: AAABAJ1Ng9v0ciphertext
         """)
     config, secret_keys = load_stack_config("staging", repo_root=tmp_path)
-    assert secret_keys == {"registry-ha:dockerHubPassword"}
+    assert secret_keys == {"registry-ha:mirrorPasswords"}
+    assert SECURE_PLACEHOLDER in config["registry-ha:mirrorPasswords"]  # only the secrets provider can decrypt it
     run = run_program("staging", config=config, secret_keys=secret_keys)
-    assert run.one("kubernetes:apps/v1:Deployment", "dockerhub-cache-deployment")
+    assert run.one("kubernetes:apps/v1:Deployment", "ghcr-cache-deployment")
+    secret = run.one("kubernetes:core/v1:Secret", "dockerhub-cache-config")
+    assert is_secret_wrapper(secret.inputs["stringData"])  # the value travels as a Pulumi secret
+    credentials = json.loads(unwrap_secrets(secret.inputs)["stringData"]["upstream-credentials.json"])
+    assert credentials["Username"] == "neuralhive" and credentials["Secret"]
 
 
 # --------------------------------------------------------------------------- the render command, end to end
@@ -319,12 +414,16 @@ def render(root: Path, *args: str) -> subprocess.CompletedProcess:
     [
         ("config:\n  registry-ha:replicas: \"0\"\n", "error: registry-ha:replicas: an integer from 1 to 50 (got 0)"),
         ("- registry-ha:replicas: 3\n", "error: Pulumi.staging.yaml: must be a map with a `config:` map (got a list)"),
-        ("config:\n  registry-ha:dockerHubUsername: u1\n  registry-ha:dockerHubPassword: hunter2\n",
-         "error: registry-ha:dockerHubPassword: must be a secret; set it with `pulumi config set --secret dockerHubPassword`"),
+        ("config:\n  registry-ha:mirrors: [{name: dockerhub, host: docker.io, username: u1}]\n"
+         "  registry-ha:mirrorPasswords: {dockerhub: hunter2}\n",
+         "error: registry-ha:mirrorPasswords: must be a secret; set it with `pulumi config set --secret mirrorPasswords`"),
         ("config:\n  registry-ha:nodePort: 30500\n  registry-ha:mirrorNodePort: 30500\n",
-         "error: registry-ha:mirrorNodePort: a NodePort different from nodePort (30500) (got 30500)"),
+         "error: registry-ha:mirrorNodePort: removed: caches are ClusterIP only (never on a NodePort); nodes reach them "
+         "through kube-proxy, see docs/caches-and-nodes.md"),
+        ("config:\n  registry-ha:mirrors:\n    - {name: ghcr, host: ghcr.io, remoteUrl: 'ghcr.io'}\n",
+         "error: registry-ha:mirrors[0].remoteUrl: a registry root URL such as https://registry-1.docker.io (got 'ghcr.io')"),
     ],
-    ids=["out-of-range", "list-document", "plaintext-secret", "nodeport-collision"],
+    ids=["out-of-range", "list-document", "plaintext-secret", "removed-key", "bad-mirror-entry"],
 )
 def test_render_cli_with_a_bad_stack_file(repo_copy, text, expected):
     out = repo_copy / "out"

@@ -197,24 +197,11 @@ def test_kubectl_unready_pod_and_broken_port_forward_fail(servers, tmp_path):
     assert "delete" in checks(proc, "PASS")  # cleanup still ran
 
 
-def _free_port_base(span: int = 60) -> int:
-    """base..base+span-1 and base+10058 (weed's admin gRPC) all free, as `local up` needs."""
-    import random
-
-    from registry_ha.sandbox import procs
-
-    rng = random.Random(int.from_bytes(os.urandom(4), "big"))
-    for _ in range(200):
-        base = rng.randrange(20000, 50000 - span, 10)
-        if all(procs.port_free(p) for p in [*range(base, base + span), base + 10058]):
-            return base
-    raise RuntimeError("no free port range")
-
-
 def test_passes_against_the_local_sandbox(servers, tmp_path):
     """The CI gate of issue 4: test-registry-ha.sh against `deploy-registry-ha.sh local up`."""
     from conftest import require_binary
     from ops_servers import free_port
+    from registry_ha.sandbox.ports import free_port_base
 
     for name in ("docker-registry", "redis-server", "haproxy", "weed", "skopeo"):
         require_binary(name)
@@ -222,7 +209,7 @@ def test_passes_against_the_local_sandbox(servers, tmp_path):
     image = imagetools.build_oci_layout(tmp_path / "hello", "latest", (4096,))
     push_oci(image, f"{upstream.address}/library/hello-world:latest")
     state = tmp_path / "sandbox"
-    opts = ["--state-dir", str(state), "--port", str(free_port()), "--port-base", str(_free_port_base()),
+    opts = ["--state-dir", str(state), "--port", str(free_port()), "--port-base", str(free_port_base()),
             "--upstream", f"http://{upstream.address}"]
     deploy = REPO_ROOT / "scripts" / "deploy-registry-ha.sh"
 
@@ -237,7 +224,7 @@ def test_passes_against_the_local_sandbox(servers, tmp_path):
         recorded = json.loads((state / "state.json").read_text())["components"]
         metrics = [f"127.0.0.1:{c['ports'][1]}" for c in recorded.values() if c["role"] == "registry"]
         assert len(metrics) == 3
-        args = ["--registry", status["endpoint"], "--mirror", status["mirror"]]
+        args = ["--registry", status["endpoint"], "--mirror", status["mirrors"]["docker.io"]]
         for address in metrics:
             args += ["--metrics", address]
         proc = run(args, timeout=120)

@@ -9,6 +9,7 @@ have no schema in kubernetes-validate: they are skipped by API group, and only t
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import kubernetes_validate
@@ -101,9 +102,11 @@ def test_rendered_manifests_validate_against_the_kubernetes_schema(rendered):
     errors = [e for d in checked for e in schema_errors(d)]
     assert errors == []
     assert len(checked) >= 17
-    # CRDs are skipped only where present: the ServiceMonitors, and only with serviceMonitor on
-    if name.endswith("serviceMonitor"):
+    # CRDs are skipped only where present: the ServiceMonitors and the PrometheusRule, which
+    # production's stack file turns on (serviceMonitor, prometheusRule)
+    if name.startswith("production"):
         assert sorted((d["kind"], d["metadata"]["name"]) for d in skipped) == [
+            ("PrometheusRule", "docker-registry-alerts"),
             ("ServiceMonitor", "docker-registry"),
             ("ServiceMonitor", "docker-registry-mirror"),
         ]
@@ -140,11 +143,30 @@ def test_schema_validation_catches_broken_manifests(variant, kind, mutate, expec
 
 def test_render_command_writes_valid_manifests(tmp_path, capsys):
     assert render_main(["staging", "--out", str(tmp_path)]) == 0
-    assert "rendered staging:" in capsys.readouterr().out
+    assert capsys.readouterr().out.splitlines()[0] == f"rendered staging: 17 Kubernetes objects, 9 AWS resources -> {tmp_path}"
     documents = [d for p in sorted(tmp_path.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
     assert len(documents) == 17
     assert [e for d in documents for e in schema_errors(d)] == []
-    assert (tmp_path / "aws.json").exists()
+    aws = json.loads((tmp_path / "aws.json").read_text())
+    assert sorted((r["component"], r["type"].rsplit(":", 1)[1], r["name"]) for r in aws) == [
+        ("storage", "AccessKey", "storage-registry-key"),
+        ("storage", "Bucket", "storage-bucket"),
+        ("storage", "BucketLifecycleConfiguration", "storage-lifecycle"),
+        ("storage", "BucketOwnershipControls", "storage-ownership"),
+        ("storage", "BucketPolicy", "storage-tls-only"),
+        ("storage", "BucketPublicAccessBlock", "storage-public-access-block"),
+        ("storage", "BucketServerSideEncryptionConfiguration", "storage-encryption"),
+        ("storage", "User", "storage-registry-user"),
+        ("storage", "UserPolicy", "storage-registry-policy"),
+    ]
+    inputs = {r["name"]: r["inputs"] for r in aws}
+    assert inputs["storage-bucket"]["bucketPrefix"] == "neural-hive-registry-staging-"
+    assert inputs["storage-encryption"]["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    bucket_arn = f"arn:aws:s3:::{inputs['storage-encryption']['bucket']}"
+    statements = {s["Sid"]: s for s in json.loads(inputs["storage-registry-policy"]["policy"])["Statement"]}
+    assert (statements["RegistryBucket"]["Resource"], statements["RegistryObjects"]["Resource"]) == (bucket_arn, f"{bucket_arn}/*")
+    outputs = json.loads((tmp_path / "outputs.json").read_text())
+    assert outputs["bucketName"] == inputs["storage-encryption"]["bucket"] and outputs["iamUserName"] == "registry-ha-staging-registry"
 
 
 # --------------------------------------------------------------------------- restricted Pod Security Standard
@@ -158,12 +180,15 @@ def test_namespace_enforces_restricted(rendered):
     assert labels["pod-security.kubernetes.io/enforce"] == RESTRICTED
     assert labels.get("pod-security.kubernetes.io/audit") == RESTRICTED
     assert labels.get("pod-security.kubernetes.io/warn") == RESTRICTED
-    # every namespaced object lives in that namespace, except the pull secrets pullSecretNamespaces asks for
+    # every namespaced object lives in that namespace, but the Grafana dashboard (Grafana's sidecar
+    # collects it from the monitoring namespace) and the pull secrets pullSecretNamespaces asks for
     name = namespaces[0]["metadata"]["name"]
-    elsewhere = [d for d in documents if d["kind"] != "Namespace" and d["metadata"].get("namespace") != name]
-    assert {d["metadata"].get("namespace") for d in documents if d["kind"] != "Namespace"} - {name} <= {"apps"}
-    assert [(d["kind"], d["type"], d["metadata"]["name"]) for d in elsewhere] == (
-        [("Secret", "kubernetes.io/dockerconfigjson", "registry-pull")] if "auth" in rendered[0] else [])
+    dashboards = [d for d in documents if d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    assert {(d["kind"], d["metadata"]["namespace"]) for d in dashboards} <= {("ConfigMap", "monitoring")}
+    others = [d for d in documents if d["kind"] != "Namespace" and d not in dashboards]
+    elsewhere = [d for d in others if d["metadata"].get("namespace") != name]
+    assert [(d["kind"], d["type"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in elsewhere] == (
+        [("Secret", "kubernetes.io/dockerconfigjson", "registry-pull", "apps")] if "auth" in rendered[0] else [])
 
 
 def test_every_workload_meets_restricted(rendered):

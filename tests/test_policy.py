@@ -119,6 +119,26 @@ DEBUG_PORT = {"name": "metrics", "port": 5001, "targetPort": "debug", "protocol"
 AWS_INTERNAL = {"service.beta.kubernetes.io/aws-load-balancer-internal": "true"}
 
 # (validator, resource type, passing props, violating props, words the violation must contain)
+def configurator_daemonset(change=None) -> dict:
+    """The node configurator's DaemonSet as the program builds it (registry_ha.nodes)."""
+    from registry_ha.containerd import cluster_endpoints, node_files
+    from registry_ha.k8s import labels
+    from registry_ha.nodes import APP, COMPONENT, daemonset_spec
+    from registry_ha.settings import load_settings
+
+    settings = load_settings({"registry-ha:nodeConfigurator": "on"}, "staging")
+    files = node_files(settings, cluster_endpoints(settings, {"dockerhub": "10.43.0.50"}))
+    manifest = {"metadata": {"name": APP, "namespace": "registry-ha-nodes", "labels": labels(APP, COMPONENT, "staging")},
+                "spec": daemonset_spec(settings, files)}
+    if change:
+        change(manifest)
+    return manifest
+
+
+def _pod(manifest: dict) -> dict:
+    return manifest["spec"]["template"]["spec"]
+
+
 CASES = [
     (
         "sse-aes256",
@@ -330,6 +350,63 @@ CASES = [
         "hostPath is not allowed",
     ),
     (
+        "node-configurator-only-certs-d",
+        policies.workload_pod_security_restricted,
+        "kubernetes:apps/v1:DaemonSet",
+        configurator_daemonset(),
+        configurator_daemonset(lambda m: _pod(m)["volumes"].append({"name": "root", "hostPath": {"path": "/"}})),
+        "hostPath only /etc/containerd/certs.d (got '/')",
+    ),
+    (
+        "node-configurator-not-privileged",
+        policies.workload_pod_security_restricted,
+        "kubernetes:apps/v1:DaemonSet",
+        configurator_daemonset(),
+        configurator_daemonset(lambda m: _pod(m)["containers"][0]["securityContext"].update(privileged=True)),
+        "privileged must be unset or false",
+    ),
+    (
+        "node-configurator-no-host-network",
+        policies.workload_pod_security_restricted,
+        "kubernetes:apps/v1:DaemonSet",
+        configurator_daemonset(),
+        configurator_daemonset(lambda m: _pod(m).update(hostNetwork=True)),
+        "spec.hostNetwork must be unset or false",
+    ),
+    (
+        "node-configurator-no-capabilities",
+        policies.workload_pod_security_restricted,
+        "kubernetes:apps/v1:DaemonSet",
+        configurator_daemonset(),
+        configurator_daemonset(lambda m: _pod(m)["containers"][0]["securityContext"].update(capabilities={"add": ["SYS_ADMIN"]})),
+        "capabilities.drop must include ALL",
+    ),
+    (
+        "node-configurator-label-is-no-pass-for-a-deployment",
+        policies.workload_pod_security_restricted,
+        "kubernetes:apps/v1:DaemonSet",
+        configurator_daemonset(),
+        configurator_daemonset(),
+        "the node configurator is a DaemonSet (got Deployment)",
+    ),
+    (
+        "root-only-for-the-node-configurator",
+        policies.workload_hardened,
+        "kubernetes:apps/v1:DaemonSet",
+        configurator_daemonset(),
+        configurator_daemonset(lambda m: m["metadata"]["labels"].update({"app.kubernetes.io/component": "mirror"})),
+        "runAsNonRoot true and a non-zero runAsUser",
+    ),
+    (
+        "namespace-privileged-only-for-the-node-configurator",
+        policies.namespace_enforces_restricted,
+        policies.NAMESPACE,
+        {"metadata": {"name": "registry-ha-nodes", "labels": {"app.kubernetes.io/component": "node-configurator",
+                                                               "pod-security.kubernetes.io/enforce": "privileged"}}},
+        {"metadata": {"name": "registry-ha-nodes", "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}},
+        "enforce: restricted",
+    ),
+    (
         "namespace-restricted",
         policies.namespace_enforces_restricted,
         policies.NAMESPACE,
@@ -366,9 +443,10 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_validator_passes_good_and_rejects_bad(case):
-    _, validator, resource_type, good, bad, expected = case
+    name, validator, resource_type, good, bad, expected = case
     assert run_validator(validator, resource_type, copy.deepcopy(good)) == []
-    violations = run_validator(validator, resource_type, copy.deepcopy(bad))
+    bad_type = "kubernetes:apps/v1:Deployment" if name == "node-configurator-label-is-no-pass-for-a-deployment" else resource_type
+    violations = run_validator(validator, bad_type, copy.deepcopy(bad))
     assert violations, "the violating resource was accepted"
     assert any(expected in v for v in violations), violations
 
@@ -539,10 +617,13 @@ def test_default_stacks_have_no_finding(program):
         {"registry-ha:metallbAddressPool": "internal-pool"},
         {"registry-ha:loadBalancerIP": "10.20.0.50"},
         {"registry-ha:loadBalancerProvider": "aws"},
-        {"registry-ha:loadBalancerProvider": "none", "registry-ha:mirrorNodePort": "30501"},
+        {"registry-ha:loadBalancerProvider": "none"},
         {"registry-ha:authEnabled": "true", "registry-ha:pullSecretNamespaces": '["apps"]', "registry-ha:tlsSecretName": "registry-tls"},
+        {"registry-ha:nodeConfigurator": "on",
+         "registry-ha:mirrors": '[{"name": "dockerhub", "host": "docker.io"}, {"name": "ghcr", "host": "ghcr.io"}]'},
+        {"registry-ha:nodeConfigurator": "remove"},
     ],
-    ids=["metallb-pool", "metallb-ip", "aws", "nodeport-only", "auth+tls"],
+    ids=["metallb-pool", "metallb-ip", "aws", "nodeport-only", "auth+tls", "node-configurator", "node-configurator-remove"],
 )
 def test_program_is_fully_compliant_one_key_away(stack, extra):
     config, secret_keys = load_stack_config(stack)
@@ -555,13 +636,13 @@ def test_program_with_sse_kms_key_arn_and_docker_hub_credentials_is_compliant():
     config.update(
         {
             "registry-ha:kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abcd-1234",
-            "registry-ha:dockerHubUsername": "neuralhive",
-            "registry-ha:dockerHubPassword": "dckr_pat_example",
+            "registry-ha:mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "neuralhive"}]',
+            "registry-ha:mirrorPasswords": '{"dockerhub": "dckr_pat_example"}',
             "registry-ha:metallbAddressPool": "internal-pool",
             "registry-ha:serviceMonitor": "true",
         }
     )
-    run, dependencies = evaluate("production", config, secret_keys | {"registry-ha:dockerHubPassword"})
+    run, dependencies = evaluate("production", config, secret_keys | {"registry-ha:mirrorPasswords"})
     assert program_violations(run, dependencies) == {}
     policy = json.loads(run.one(policies.USER_POLICY, "storage-registry-policy").inputs["policy"])
     assert any(s["Sid"] == "RegistryKmsKey" for s in policy["Statement"])  # the KMS statement was checked too

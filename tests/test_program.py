@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from registry_ha.mock_engine import MOCK_LB_IP, is_secret_wrapper, load_stack_config, run_program
+from registry_ha.mock_engine import (
+    MOCK_LB_IP,
+    is_secret_wrapper,
+    load_stack_config,
+    mock_cluster_ip,
+    normalize,
+    run_program,
+    unwrap_secrets,
+)
 from registry_ha.settings import KEYS, SettingsError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,12 +43,14 @@ def registry_config(run, secret_name="docker-registry-config"):
 def test_components_are_typed_and_every_resource_is_parented(runs, stack):
     run = runs[stack]
     components = {r.type for r in run.resources if not r.custom}
+    monitoring = {"registry-ha:monitoring:Monitoring"} if stack == "production" else set()  # its stack file opts in
     assert components == {
         "registry-ha:namespace:RegistryNamespace",
         "registry-ha:storage:RegistryStorage",
         "registry-ha:redis:RedisCache",
         "registry-ha:registry:Registry",
         "registry-ha:network:NetworkPolicies",
+        *monitoring,
     } | ({"registry-ha:auth:TokenAuth"} if stack == "production" else set())  # authEnabled: production's stack file
     component_urns = {r.urn for r in run.resources if not r.custom}
     orphans = [r.name for r in run.resources if r.custom and r.parent not in component_urns]
@@ -54,7 +64,8 @@ def test_outputs(runs, stack):
     assert outputs["secondaryAddress"] == "37.60.241.150:30500"
     assert outputs["loadBalancerAddress"] == MOCK_LB_IP
     assert outputs["hostsLine"] == f"{MOCK_LB_IP} registry.neural-hive.local"
-    assert outputs["mirrorAddress"] == "docker-registry-mirror.registry.svc.cluster.local:5000"
+    # upstream host -> the cache's ClusterIP:5000 (allocated by the cluster; here, by the mocks)
+    assert outputs["mirrorAddress"] == {"docker.io": f"{mock_cluster_ip('dockerhub-cache-service')}:5000"}
     assert outputs["bucketName"].startswith(f"neural-hive-registry-{stack}-")
     assert outputs["region"] == "us-east-1"
     assert outputs["iamUserName"] == f"registry-ha-{stack}-registry"
@@ -101,9 +112,11 @@ def test_stacks_differ_where_they_should(runs):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_no_configmap_and_secrets_only_inside_secrets(runs, stack):
+def test_no_configmap_but_the_dashboard_and_secrets_only_inside_secrets(runs, stack):
     run = runs[stack]
-    assert [m for m in run.manifests() if m["kind"] == "ConfigMap"] == []
+    # the one ConfigMap is production's Grafana dashboard: one JSON document, checked for secrets below
+    configmaps = [(m["metadata"]["name"], sorted(m["data"])) for m in run.manifests() if m["kind"] == "ConfigMap"]
+    assert configmaps == ([("registry-ha-production", ["registry-ha-production.json"])] if stack == "production" else [])
     config = registry_config(run)
     secret_values = [config["http"]["secret"], config["redis"]["password"], config["storage"]["s3"]["secretkey"]]
     for resource in run.resources:
@@ -128,16 +141,22 @@ def test_debug_port_is_never_exposed(runs, stack):
 
 
 def test_config_change_rolls_the_pods_and_nothing_else_does():
-    def checksum(**extra):
+    def checksums(**extra):
         config, secret_keys = load_stack_config("staging")
         config.update({f"registry-ha:{k}": v for k, v in extra.items()})
         run = run_program("staging", config=config, secret_keys=secret_keys)
-        return manifest(run, "Deployment", "docker-registry")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        return {name: manifest(run, "Deployment", name)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+                for name in ("docker-registry", "docker-registry-mirror", "registry-redis")}
 
-    base = checksum()
-    assert checksum() == base
-    assert checksum(redisTimeout="250ms") != base
-    assert checksum(storageRedirect="true") != base
+    base = checksums()
+    assert checksums() == base
+    changed = {key: {n for n, c in checksums(**{key: value}).items() if c != base[n]}
+               for key, value in (("redisTimeout", "250ms"), ("storageRedirect", "true"), ("redisMaxMemory", "100mb"))}
+    assert changed == {
+        "redisTimeout": {"docker-registry", "docker-registry-mirror"},  # both registries' config.yml
+        "storageRedirect": {"docker-registry", "docker-registry-mirror"},
+        "redisMaxMemory": {"registry-redis"},  # redis.conf only: Redis rolls, the registries do not
+    }
 
 
 def test_bad_config_stops_before_any_resource():
@@ -165,7 +184,7 @@ def test_render_cli_writes_manifests_with_secrets_redacted(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "aws.json", "dockerhub-cache.yaml", "namespace.yaml", "network.yaml", "outputs.json", "private.yaml", "redis.yaml",
+        "aws.json", "dockerhub-cache.yaml", "namespace.yaml", "network.yaml", "nodes", "outputs.json", "private.yaml", "redis.yaml",
     ]
     private = list(yaml.safe_load_all((out / "private.yaml").read_text()))
     secret = next(d for d in private if d["kind"] == "Secret")
@@ -184,8 +203,15 @@ def test_render_show_secrets_and_bad_arguments(tmp_path):
     script = str(REPO / "scripts/deploy-registry-ha.sh")
     shown = subprocess.run([script, "render", "production", "--out", str(tmp_path), "--show-secrets"], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr
-    secret = next(d for d in yaml.safe_load_all((tmp_path / "private.yaml").read_text()) if d["kind"] == "Secret")
-    assert "http" in yaml.safe_load(secret["stringData"]["config.yml"])
+    # the mock engine's stand-ins, exactly as the program declared them (real secrets live only in the state)
+    run = run_program("production")
+    for component in ("private", "dockerhub-cache", "redis"):
+        written = next(d for d in yaml.safe_load_all((tmp_path / f"{component}.yaml").read_text()) if d["kind"] == "Secret")
+        declared = next(m for m in run.manifests() if m["kind"] == "Secret" and m["metadata"] == written["metadata"])
+        assert written["stringData"] == declared["stringData"] and "[secret]" not in json.dumps(written)
+    private = next(d for d in yaml.safe_load_all((tmp_path / "private.yaml").read_text()) if d["kind"] == "Secret")
+    config = yaml.safe_load(private["stringData"]["config.yml"])
+    assert len(config["http"]["secret"]) == 48 and len(config["redis"]["password"]) == 40
     for argv, message in [
         (["render"], "error: render: the following arguments are required: stack"),
         (["render", "dev"], "error: stack 'dev': no Pulumi.dev.yaml in"),
@@ -197,14 +223,97 @@ def test_render_show_secrets_and_bad_arguments(tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_mirror_node_port_gives_node_clients_an_address():
-    config, secret_keys = load_stack_config("staging")
-    config["registry-ha:mirrorNodePort"] = "30501"
-    run = run_program("staging", config=config, secret_keys=secret_keys)
-    assert run.outputs["mirrorAddress"] == "37.60.241.150:30501"
-    service = manifest(run, "Service", "docker-registry-mirror")
-    assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30501
-    config["registry-ha:mirrorEnabled"] = "false"
-    run = run_program("staging", config=config, secret_keys=secret_keys)
-    assert run.outputs["mirrorAddress"] is None
-    assert not [m for m in run.manifests() if m["metadata"]["name"].startswith("docker-registry-mirror")]
+def with_config(stack="staging", **values):
+    config, secret_keys = load_stack_config(stack)
+    config.update({f"registry-ha:{k}": v for k, v in values.items()})
+    return run_program(stack, config=config, secret_keys=secret_keys)
+
+
+HUB = {"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror"}
+GHCR = {"name": "ghcr", "host": "ghcr.io", "clusterIP": "10.43.0.61"}
+QUAY = {"name": "quay", "host": "quay.io"}
+K8S = {"name": "k8s", "host": "registry.k8s.io"}
+
+
+def cache_resources(run, name: str) -> dict[str, dict]:
+    """urn -> inputs of every resource of one cache's component (by its Pulumi name prefix)."""
+    return {r.urn: normalize(unwrap_secrets(r.inputs)) for r in run.resources if r.name.startswith(f"{name}-cache")}
+
+
+@pytest.fixture(scope="module")
+def cache_runs():
+    """The same stack with 1, 4 and 3 caches (ghcr removed from the middle), and with none."""
+    return {
+        "one": with_config(mirrors=json.dumps([HUB])),
+        "four": with_config(mirrors=json.dumps([HUB, GHCR, QUAY, K8S])),
+        "ghcr-removed": with_config(mirrors=json.dumps([HUB, QUAY, K8S])),
+        "pinned-ghcr-removed": with_config(mirrors=json.dumps([HUB, {**QUAY, "redisDb": 3}, K8S])),
+        "none": with_config(mirrors="[]"),
+    }
+
+
+def test_n_caches_each_with_their_own_objects(cache_runs):
+    run = cache_runs["four"]
+    components = [r.name for r in run.resources if r.type == "registry-ha:registry:Registry"]
+    assert sorted(components) == sorted(["private", "dockerhub-cache", "ghcr-cache", "quay-cache", "k8s-cache"])  # registered concurrently
+    for name, service, db, root in [("dockerhub", "docker-registry-mirror", 1, "/dockerhub-cache"),
+                                    ("ghcr", "ghcr-cache", 2, "/ghcr-cache"), ("quay", "quay-cache", 3, "/quay-cache"),
+                                    ("k8s", "k8s-cache", 4, "/k8s-cache")]:
+        config = registry_config(run, f"{service}-config")
+        assert (config["redis"]["db"], config["storage"]["s3"]["rootdirectory"]) == (db, root), name
+        assert manifest(run, "Deployment", service)["spec"]["replicas"] == 1
+        assert manifest(run, "Service", service)["spec"]["type"] == "ClusterIP"
+        assert manifest(run, "Service", f"{service}-metrics")["spec"]["ports"][0]["port"] == 5001
+    remotes = [registry_config(run, f"{s}-config")["proxy"]["remoteurl"] for s in ("docker-registry-mirror", "ghcr-cache", "quay-cache", "k8s-cache")]
+    assert remotes == ["https://registry-1.docker.io", "https://ghcr.io", "https://quay.io", "https://registry.k8s.io"]
+    allowed = manifest(run, "NetworkPolicy", "registry-allow-clients")["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert allowed == ["docker-registry", "docker-registry-mirror", "ghcr-cache", "quay-cache", "k8s-cache"]
+    assert run.outputs["mirrorAddress"] == {
+        "docker.io": f"{mock_cluster_ip('dockerhub-cache-service')}:5000",
+        "ghcr.io": "10.43.0.61:5000",  # pinned
+        "quay.io": f"{mock_cluster_ip('quay-cache-service')}:5000",
+        "registry.k8s.io": f"{mock_cluster_ip('k8s-cache-service')}:5000",
+    }
+    # caches stay off every NodePort: only the private registry's Service has one
+    node_ports = [m["metadata"]["name"] for m in run.manifests() if m["kind"] == "Service" and m["spec"]["type"] != "ClusterIP"]
+    assert node_ports == ["docker-registry"]
+
+
+def test_adding_or_removing_a_cache_leaves_the_others_alone(cache_runs):
+    one, four, removed, pinned = (cache_runs[k] for k in ("one", "four", "ghcr-removed", "pinned-ghcr-removed"))
+    hub = cache_resources(one, "dockerhub")
+    assert len(hub) == 6  # the component, its http secret, config Secret, Deployment, Service, metrics Service
+    # adding three caches: the Docker Hub cache's resources keep their URNs and every input
+    assert cache_resources(four, "dockerhub") == hub
+    # removing one from the middle: nobody else is renamed (same URNs: Pulumi updates, never replaces)
+    for name in ("dockerhub", "quay", "k8s"):
+        assert set(cache_resources(removed, name)) == set(cache_resources(four, name)), name
+    assert cache_resources(removed, "dockerhub") == hub
+    assert not cache_resources(removed, "ghcr")
+    # an unpinned cache after the removed one moves to the freed Redis db (documented); a pinned one stays
+    assert registry_config(removed, "quay-cache-config")["redis"]["db"] == 2
+    assert registry_config(pinned, "quay-cache-config")["redis"]["db"] == 3
+    assert cache_resources(pinned, "quay") == cache_resources(four, "quay")
+
+
+def test_no_caches(cache_runs):
+    run = cache_runs["none"]
+    assert [r.name for r in run.resources if r.type == "registry-ha:registry:Registry"] == ["private"]
+    assert run.outputs["mirrorAddress"] == {}
+    allowed = manifest(run, "NetworkPolicy", "registry-allow-clients")["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert allowed == ["docker-registry"]
+
+
+def test_node_configurator_gets_each_caches_allocated_address():
+    """The DaemonSet's files carry the ClusterIP the cluster gave each cache (pinned or allocated)."""
+    import tomllib
+
+    run = with_config(nodeConfigurator="on", mirrors=json.dumps([HUB, GHCR]))
+    files = manifest(run, "Secret", "node-configurator-files")["stringData"]
+    hub = tomllib.loads(files["docker.io__hosts.toml"])
+    assert list(hub["host"]) == [f"http://{mock_cluster_ip('dockerhub-cache-service')}:5000"]
+    assert list(tomllib.loads(files["ghcr.io__hosts.toml"])["host"]) == ["http://10.43.0.61:5000"]
+    assert manifest(run, "DaemonSet", "registry-node-configurator")["metadata"]["namespace"] == "registry-ha-nodes"
+    assert [r.name for r in run.resources if r.type == "registry-ha:nodes:NodeConfigurator"] == ["node-configurator"]
+    off = with_config()
+    assert not [m for m in off.manifests() if m["kind"] in ("DaemonSet", "ConfigMap") or m["metadata"]["name"] == "registry-ha-nodes"]

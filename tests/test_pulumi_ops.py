@@ -85,7 +85,7 @@ OUTPUTS = {
     "secondaryAddress": "37.60.241.150:30500",
     "loadBalancerAddress": "10.20.0.5",
     "hostsLine": "10.20.0.5 registry.neural-hive.local",
-    "mirrorAddress": "docker-registry-mirror.registry.svc.cluster.local:5000",
+    "mirrorAddress": {"docker.io": "10.43.12.7:5000", "ghcr.io": "10.43.0.61:5000"},
     "bucketName": "neural-hive-registry-staging-abc",
     "region": "us-east-1",
     "iamUserName": "registry-staging",
@@ -109,7 +109,7 @@ def test_deploy_yes_previews_then_ups_then_prints_addresses(project, capsys):
     assert "registry.neural-hive.local:5000" in out
     assert "10.20.0.5 registry.neural-hive.local" in out  # the /etc/hosts line
     assert "37.60.241.150:30500" in out
-    assert "docker-registry-mirror.registry.svc.cluster.local:5000" in out
+    assert "docker.io 10.43.12.7:5000, ghcr.io 10.43.0.61:5000" in out
 
 
 def test_deploy_without_lb_ip_says_how_to_get_it(project, capsys):
@@ -135,7 +135,7 @@ def test_preview_alone(project):
 
 
 def test_deploy_without_yes_and_no_terminal_refuses_before_up(project, capsys):
-    assert pulumi_ops.deploy_main(["staging"]) == 1
+    assert pulumi_ops.deploy_main(["staging"]) == 2  # a usage error: a run without a terminal needs --yes
     err = capsys.readouterr().err
     assert "stdin is not a terminal; pass --yes" in err
     assert not any(a[0] == "up" for a in project.argvs())
@@ -197,7 +197,7 @@ def test_missing_stack_names_stack_init(project, capsys):
 
 def test_passphrase_stack_without_passphrase_refuses(project, capsys, monkeypatch):
     (project.repo / "Pulumi.staging.yaml").write_text("encryptionsalt: v1:abc\nconfig: {}\n")
-    assert pulumi_ops.preview_main(["staging"]) == 1
+    assert pulumi_ops.preview_main(["staging"]) == 2
     assert "PULUMI_CONFIG_PASSPHRASE" in capsys.readouterr().err
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "x")
     assert pulumi_ops.preview_main(["staging"]) == 0
@@ -358,7 +358,8 @@ def test_rollback_pins_a_relative_file_backend(project, monkeypatch):
 )
 def test_rollback_refusals_touch_nothing(project, capsys, entries, argv, expected):
     project.history(entries(project))
-    assert pulumi_ops.rollback_main(["staging", "--yes", *argv]) == 1
+    # a --to that names no successful update is a usage error; the rest are the stack's state
+    assert pulumi_ops.rollback_main(["staging", "--yes", *argv]) == (2 if argv else 1)
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1, err
     assert not any(c["argv"][0] in ("up", "install") for c in project.calls())
@@ -367,6 +368,6 @@ def test_rollback_refusals_touch_nothing(project, capsys, entries, argv, expecte
 
 def test_rollback_without_yes_and_no_terminal_refuses(project, capsys):
     project.history([update(1, project.good), update(2, project.bad)])
-    assert pulumi_ops.rollback_main(["staging"]) == 1
+    assert pulumi_ops.rollback_main(["staging"]) == 2
     assert "pass --yes" in capsys.readouterr().err
     assert not any(c["argv"][0] == "up" for c in project.calls())

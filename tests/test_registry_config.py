@@ -1,6 +1,8 @@
 """The pure Distribution config builder, for both schemas and both roles."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from registry_ha.registry_config import Credentials, Endpoints, build_registry_config, config_checksum, dump_config
@@ -10,10 +12,15 @@ ENDPOINTS = Endpoints(s3_bucket="bucket-1", s3_region="us-east-1", redis_addr="r
 CREDENTIALS = Credentials(http_secret="h" * 48, redis_password="r" * 40, s3_access_key="AKIA1", s3_secret_key="s" * 40)
 
 
-def config(role="private", schema=None, stack="staging", endpoints=ENDPOINTS, credentials=CREDENTIALS, **values):
+def config(role="private", schema=None, stack="staging", endpoints=ENDPOINTS, credentials=CREDENTIALS, cache=0, **values):
+    """The document of the private registry, or (role mirror) of the cache at index `cache`."""
     values.setdefault("authEnabled", "false")  # token auth has its own tests (test_auth.py)
     settings = load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
-    return build_registry_config(settings, role, endpoints, credentials, schema=schema)
+    chosen = settings.caches[cache] if role == "mirror" else None
+    return build_registry_config(settings, role, endpoints, credentials, schema=schema, cache=chosen)
+
+
+TWO_CACHES = '[{"name": "dockerhub", "host": "docker.io"}, {"name": "ghcr", "host": "ghcr.io", "ttl": "24h"}]'
 
 
 def test_v3_private_registry():
@@ -34,8 +41,21 @@ def test_v3_private_registry():
     redis = c["redis"]
     assert redis["addrs"] == ["registry-redis.registry.svc:6379"] and "addr" not in redis and "pool" not in redis
     assert redis["db"] == 0 and redis["password"] == "r" * 40
-    assert redis["dialtimeout"] == redis["readtimeout"] == redis["writetimeout"] == "100ms"
+    assert redis["dialtimeout"] == redis["readtimeout"] == redis["writetimeout"] == redis["pooltimeout"] == "50ms"
     assert "proxy" not in c
+
+
+@pytest.mark.parametrize("schema", ["v2", "v3"])
+def test_every_redis_timeout_is_the_setting(schema):
+    redis = config(schema=schema, redisTimeout="250ms")["redis"]
+    assert (redis["dialtimeout"], redis["readtimeout"], redis["writetimeout"]) == ("250ms", "250ms", "250ms")
+
+
+@pytest.mark.parametrize("pre_stop, drain", [("0", "5s"), ("3", "5s"), ("10", "10s"), ("45", "45s")])
+def test_draintimeout_lets_requests_in_flight_finish(pre_stop, drain):
+    """After the preStop sleep, SIGTERM: the registry keeps serving open requests this long (never 0s,
+    which would cut every pull in flight at each rollout)."""
+    assert config(preStopSeconds=pre_stop)["http"]["draintimeout"] == drain
 
 
 def test_v2_schema_uses_the_28_keys():
@@ -64,15 +84,18 @@ def test_sse_kms_leaves_encryption_to_the_bucket():
     assert config(encryption="sse-s3")["storage"]["s3"]["encrypt"] is True
 
 
-def test_mirror_is_a_proxy_with_its_own_prefix_and_redis_db():
-    private, mirror = config("private"), config("mirror")
-    assert mirror["proxy"]["remoteurl"] == "https://registry-1.docker.io"
-    assert mirror["proxy"]["ttl"] == "168h"
-    assert mirror["storage"]["s3"]["rootdirectory"] != private["storage"]["s3"]["rootdirectory"]
-    assert mirror["redis"]["db"] != private["redis"]["db"]
-    assert mirror["storage"]["delete"] == {"enabled": True}  # the cache's expiry deletes through it
-    assert "username" not in mirror["proxy"]
+def test_each_cache_is_a_proxy_with_its_own_prefix_and_redis_db():
+    private = config("private", mirrors=TWO_CACHES)
+    hub, ghcr = config("mirror", mirrors=TWO_CACHES, cache=0), config("mirror", mirrors=TWO_CACHES, cache=1)
+    assert (hub["proxy"]["remoteurl"], ghcr["proxy"]["remoteurl"]) == ("https://registry-1.docker.io", "https://ghcr.io")
+    assert (hub["proxy"]["ttl"], ghcr["proxy"]["ttl"]) == ("168h", "24h")
+    roots = [c["storage"]["s3"]["rootdirectory"] for c in (private, hub, ghcr)]
+    assert roots == ["/registry", "/dockerhub-cache", "/ghcr-cache"]
+    assert [c["redis"]["db"] for c in (private, hub, ghcr)] == [0, 1, 2]
+    assert hub["storage"]["delete"] == {"enabled": True}  # the cache's expiry deletes through it
+    assert "username" not in hub["proxy"]
     assert "ttl" not in config("mirror", schema="v2")["proxy"]  # 2.8 has no proxy.ttl
+    assert "proxy" not in private
 
 
 def test_mirror_credentials_and_upstream_override():
@@ -94,14 +117,14 @@ def test_the_credential_helper_answers_only_the_upstreams_hosts(tmp_path):
     from registry_ha.registry_config import credential_helper_script, upstream_credentials_json
     from registry_ha.settings import load_settings
 
-    settings = load_settings({}, "staging")
+    settings = load_settings({"registry-ha:mirrors": TWO_CACHES}, "staging")
     endpoints = Endpoints(s3_bucket="b", s3_region="us-east-1", redis_addr="r:1", config_dir=str(tmp_path))
     helper = tmp_path / "credential-helper"
-    helper.write_text(credential_helper_script(settings, "v3", endpoints))
+    helper.write_text(credential_helper_script(settings.caches[0], "v3", endpoints))
     helper.chmod(0o700)
 
-    def ask(host: str) -> dict:
-        result = subprocess.run([str(helper), "get"], input=host, capture_output=True, text=True, check=True)
+    def ask(host: str, program=helper) -> dict:
+        result = subprocess.run([str(program), "get"], input=host, capture_output=True, text=True, check=True)
         return json.loads(result.stdout)
 
     anonymous = {"Username": "", "Secret": ""}
@@ -109,8 +132,17 @@ def test_the_credential_helper_answers_only_the_upstreams_hosts(tmp_path):
     (tmp_path / "upstream-credentials.json").write_text(upstream_credentials_json("neuralhive", 'p"w\\d'))
     for host in ("registry-1.docker.io", "auth.docker.io", "https://auth.docker.io/token"):
         assert ask(host) == {"Username": "neuralhive", "Secret": 'p"w\\d'}, host
-    for host in ("evil.example.com", "docker.io.evil.com", "127.0.0.1:5000"):
+    for host in ("evil.example.com", "docker.io.evil.com", "127.0.0.1:5000", "ghcr.io"):
         assert ask(host) == anonymous, host
+    # each cache's helper answers for its own upstream only
+    ghcr_dir = tmp_path / "ghcr"
+    ghcr_dir.mkdir()
+    ghcr_helper = ghcr_dir / "credential-helper"
+    ghcr_helper.write_text(credential_helper_script(settings.caches[1], "v3", dataclasses.replace(endpoints, config_dir=str(ghcr_dir))))
+    ghcr_helper.chmod(0o700)
+    (ghcr_dir / "upstream-credentials.json").write_text(upstream_credentials_json("org-bot", "ghp_x"))
+    assert ask("ghcr.io", ghcr_helper) == {"Username": "org-bot", "Secret": "ghp_x"}
+    assert ask("registry-1.docker.io", ghcr_helper) == anonymous
 
 
 def test_settings_flow_into_the_document():
@@ -134,3 +166,15 @@ def test_bad_role_and_schema():
         config(schema="v4")
     with pytest.raises(ValueError, match="role must be private or mirror"):
         config(role="proxy")
+    settings = load_settings({}, "staging")
+    with pytest.raises(ValueError, match="needs its CacheSettings"):
+        build_registry_config(settings, "mirror", ENDPOINTS, CREDENTIALS)
+    with pytest.raises(ValueError, match="needs its CacheSettings"):
+        build_registry_config(settings, "private", ENDPOINTS, CREDENTIALS, cache=settings.caches[0])
+
+
+def test_redis_failures_are_not_retried_on_v3():
+    """A failed lookup falls back to storage; go-redis' 3 retries with backoff made a Redis outage 50x slower."""
+    v3 = config()["redis"]
+    assert v3["maxretries"] == -1 and v3["addrs"] == ["registry-redis.registry.svc:6379"]
+    assert "maxretries" not in config(schema="v2")["redis"]  # 2.8's redigo pool has no retries

@@ -25,9 +25,64 @@ def test_defaults_match_the_seed():
     assert s.registry.replicas == 3
     assert s.registry.service_name == "docker-registry"
     assert s.registry.image == "registry:3.1.1" and s.registry.schema == "v3"
-    assert s.mirror.enabled and s.mirror.remote_url == "https://registry-1.docker.io"
+    (hub,) = s.caches  # Docker Hub only, with today's object names
+    assert (hub.name, hub.host, hub.remote_url) == ("dockerhub", "docker.io", "https://registry-1.docker.io")
+    assert (hub.service_name, hub.component_name, hub.root_directory) == ("docker-registry-mirror", "dockerhub-cache", "/dockerhub-cache")
     assert s.storage.region == "us-east-1"
-    assert (s.redis.registry_db, s.redis.mirror_db) == (0, 1)
+    assert (s.redis.registry_db, hub.redis_db) == (0, 1)
+    assert (hub.ttl, hub.replicas, hub.cluster_ip, hub.username) == ("168h", 1, None, None)
+    assert s.nodes.configurator == "off"
+
+
+def caches(entries, **values):
+    import json
+
+    return {c.name: c for c in settings_for(mirrors=json.dumps(entries), **values).caches}
+
+
+def test_each_cache_fills_its_defaults_from_its_host_and_the_shared_keys():
+    found = caches(
+        [{"name": "hub", "host": "docker.io"}, {"name": "ghcr", "host": "ghcr.io", "ttl": "24h", "replicas": 2},
+         {"name": "k8s", "host": "registry.k8s.io", "remoteUrl": "https://registry.k8s.io/", "clusterIP": "10.43.0.52"}],
+        mirrorTtl="72h", mirrorReplicas="3",
+    )
+    assert found["hub"].remote_url == "https://registry-1.docker.io"  # Docker Hub's API host, not docker.io
+    assert found["ghcr"].remote_url == "https://ghcr.io" and found["k8s"].remote_url == "https://registry.k8s.io"
+    assert [found[n].service_name for n in found] == ["hub-cache", "ghcr-cache", "k8s-cache"]
+    assert [(found[n].ttl, found[n].replicas) for n in found] == [("72h", 3), ("24h", 2), ("72h", 3)]
+    assert found["k8s"].cluster_ip == "10.43.0.52" and found["ghcr"].root_directory == "/ghcr-cache"
+
+
+def test_redis_dbs_never_collide_and_appending_a_cache_moves_none():
+    a, b, c = ({"name": n, "host": f"{n}.example.com"} for n in ("a", "b", "c"))
+    dbs = lambda entries: {name: cache.redis_db for name, cache in caches(entries).items()}  # noqa: E731
+    assert dbs([a, b]) == {"a": 1, "b": 2}
+    assert dbs([a, b, c]) == {"a": 1, "b": 2, "c": 3}  # appended: a and b keep theirs
+    assert dbs([b, c]) == {"b": 1, "c": 2}  # removing the first moves the unpinned ones after it (documented)
+    assert dbs([{**b, "redisDb": 2}, {**c, "redisDb": 3}]) == {"b": 2, "c": 3}  # pinned: they stay
+    assert dbs([{**a, "redisDb": 1}, b, {**c, "redisDb": 2}]) == {"a": 1, "b": 3, "c": 2}  # the free ones go around pins
+    full = [{"name": f"c{i}", "host": f"r{i}.example.com"} for i in range(15)]
+    assert sorted(dbs(full).values()) == list(range(1, 16))
+
+
+def test_node_configurator_reads_yaml_booleans_as_on_and_off():
+    """`nodeConfigurator: on` unquoted in a stack file reaches the program as "true" from a YAML 1.1 reader."""
+    assert [settings_for(nodeConfigurator=v).nodes.configurator for v in ("on", "true", "off", "false", "remove")] == [
+        "on", "on", "off", "off", "remove"]
+
+
+def test_no_caches():
+    assert settings_for(mirrors="[]").caches == ()
+
+
+@pytest.mark.parametrize("key", ["mirrorEnabled", "mirrorRemoteUrl", "mirrorServiceName", "mirrorNodePort",
+                                 "dockerHubUsername", "dockerHubPassword"])
+def test_removed_keys_say_what_replaced_them(key):
+    with pytest.raises(SettingsError) as error:
+        load_settings({f"registry-ha:{key}": "hunter2"}, "staging", secret_keys={f"registry-ha:{key}"})
+    text = str(error.value)
+    assert text.startswith(f"registry-ha:{key}: removed: ") and any(w in text for w in ("`mirrors`", "mirrorPasswords", "caches-and-nodes.md"))
+    assert "hunter2" not in text and "\n" not in text
 
 
 def test_production_is_stricter_than_staging():
@@ -89,15 +144,24 @@ def test_digest_image_needs_an_explicit_schema():
         ({"antiAffinity": "hard"}, "registry-ha:antiAffinity: one of required, preferred"),
         ({"encryption": "aes"}, "registry-ha:encryption: one of sse-s3, sse-kms"),
         ({"kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc"}, "registry-ha:kmsKeyArn: only with encryption: sse-kms"),
+        ({"encryption": "sse-kms", "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:alias/registry"},
+         "registry-ha:kmsKeyArn: a KMS key ARN (not an alias)"),
         ({"zoneSpread": "yes"}, "registry-ha:zoneSpread: true or false (got 'yes')"),
         ({"clientCidrs": "10.0.0.0/8"}, "registry-ha:clientCidrs: a list of strings"),
         ({"clientCidrs": '["10.0.0.1/8"]'}, "registry-ha:clientCidrs: CIDR blocks"),
-        ({"mirrorNodePort": "30500"}, "registry-ha:mirrorNodePort: a NodePort different from nodePort (30500)"),
         ({"loadBalancerIP": "8.8.8.8"}, "registry-ha:loadBalancerIP: a private (internal) IP address"),
         ({"loadBalancerProvider": "aws", "loadBalancerIP": "10.0.0.5"}, "registry-ha:loadBalancerIP: only with loadBalancerProvider metallb, gcp or azure"),
         ({"redisTimeout": "fast"}, "registry-ha:redisTimeout: a Go duration"),
-        ({"dockerHubUsername": "neuralhive"}, "registry-ha:dockerHubPassword: set together with the other Docker Hub credential"),
-        ({"mirrorServiceName": "docker-registry"}, "registry-ha:mirrorServiceName: a name different from serviceName"),
+        ({"mirrors": '[{"name": "hub", "host": "docker.io", "username": "u"}]'}, "registry-ha:mirrorPasswords: a password for 'hub'"),
+        ({"mirrors": '[{"name": "hub", "host": "docker.io", "serviceName": "docker-registry"}]'},
+         "registry-ha:mirrors[0].serviceName: a name other than docker-registry"),
+        ({"serviceName": "docker-registry-mirror"}, "registry-ha:mirrors[0].serviceName: a name other than docker-registry-mirror"),
+        ({"mirrors": '[{"name": "hub", "host": "docker.io", "ttl": "1 week"}]'}, "registry-ha:mirrors[0].ttl: a duration such as 168h"),
+        ({"mirrors": '[{"name": "hub", "host": "library"}]'}, "registry-ha:mirrors[0].host: a registry host"),
+        ({"mirrors": '[{"name": "Hub", "host": "docker.io"}]'}, "registry-ha:mirrors[0].name: a short name"),
+        ({"mirrors": '["docker.io"]'}, "registry-ha:mirrors[0]: an object with at least name and host"),
+        ({"mirrors": '[{"name": "a", "host": "a.io", "clusterIP": "10.0.0.9"}, {"name": "b", "host": "b.io", "clusterIP": "10.0.0.9"}]'},
+         "registry-ha:mirrors[1].clusterIP: distinct cluster IPs"),
         ({"namespace": "Registry"}, "registry-ha:namespace: a DNS label"),
         ({"replica": "3"}, "registry-ha:replica: unknown config key"),
     ],
@@ -111,11 +175,14 @@ def test_bad_values_are_rejected_with_one_line_naming_the_key(values, message):
 
 
 def test_plaintext_secret_is_refused():
-    raw = {"registry-ha:dockerHubUsername": "u", "registry-ha:dockerHubPassword": "hunter2"}
-    with pytest.raises(SettingsError, match=r"dockerHubPassword: must be a secret; set it with `pulumi config set --secret"):
+    raw = {"registry-ha:mirrors": '[{"name": "hub", "host": "docker.io", "username": "u"}, {"name": "ghcr", "host": "ghcr.io"}]',
+           "registry-ha:mirrorPasswords": '{"hub": "hunter2"}'}
+    with pytest.raises(SettingsError, match=r"mirrorPasswords: must be a secret; set it with `pulumi config set --secret"):
         load_settings(raw, "staging")
-    ok = load_settings(raw, "staging", secret_keys={"registry-ha:dockerHubPassword"})
-    assert ok.mirror.username == "u" and ok.mirror.password is not None
+    ok = load_settings(raw, "staging", secret_keys={"registry-ha:mirrorPasswords"})
+    hub, ghcr = ok.caches
+    assert hub.username == "u" and hub.password is not None
+    assert ghcr.username is None and ghcr.password is None
 
 
 def test_any_stack_name_that_fits_the_names_it_makes():
@@ -183,19 +250,19 @@ def test_from_pulumi_config_reads_the_cli_environment(monkeypatch):
         json.dumps(
             {
                 "registry-ha:replicas": "4",
-                "registry-ha:dockerHubUsername": "u",
-                "registry-ha:dockerHubPassword": "p",
+                "registry-ha:mirrors": '[{"name": "dockerhub", "host": "docker.io", "username": "u"}]',
+                "registry-ha:mirrorPasswords": '{"dockerhub": "p"}',
                 "aws:region": "eu-west-1",
                 "kubernetes:context": "prod",
             }
         ),
     )
-    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["registry-ha:dockerHubPassword"]))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["registry-ha:mirrorPasswords"]))
     monkeypatch.setattr(pulumi, "get_stack", lambda: "production")
     settings = from_pulumi_config()
     assert settings.stack == "production" and settings.registry.replicas == 4
     assert settings.storage.region == "eu-west-1"
-    assert settings.mirror.username == "u"
+    assert settings.caches[0].username == "u"
     monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", "[]")
-    with pytest.raises(SettingsError, match="dockerHubPassword: must be a secret"):
+    with pytest.raises(SettingsError, match="mirrorPasswords: must be a secret"):
         from_pulumi_config()

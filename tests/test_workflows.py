@@ -26,8 +26,24 @@ def actionlint(*paths) -> subprocess.CompletedProcess:
     return subprocess.run([binary, "-oneline", *map(str, paths)], capture_output=True, text=True, timeout=60)
 
 
-def test_there_are_workflows():
-    assert {p.name for p in FILES} >= {"pull-request.yml", "deploy.yml", "pulumi-stack.yml", "ci-tests.yml"}
+def test_there_are_exactly_the_four_workflows():
+    """Each is linted below; a new or renamed file must be added here (and gets linted too)."""
+    assert sorted(p.name for p in FILES) == ["ci-tests.yml", "deploy.yml", "pull-request.yml", "pulumi-stack.yml"]
+    for path in FILES:
+        workflow = load(path.name)
+        assert workflow["on"] and workflow["jobs"], path.name
+
+
+def test_the_program_bootstrap_and_ci_use_one_virtualenv():
+    """Pulumi.yaml runs the program from .venv, the virtualenv ./scripts/bootstrap.sh makes (and the
+    scripts run from); the preview/up workflow fills the same one."""
+    root = WORKFLOWS.parent.parent
+    assert yaml.safe_load((root / "Pulumi.yaml").read_text())["runtime"]["options"]["virtualenv"] == ".venv"
+    assert '"$PY" -m venv .venv' in (root / "scripts" / "bootstrap.sh").read_text()
+    assert 'PYTHON="$REPO_ROOT/.venv/bin/python"' in (root / "scripts" / "_python.sh").read_text()
+    steps = load("pulumi-stack.yml")["jobs"]["pulumi"]["steps"]
+    assert any(str(s.get("run", "")).startswith("python -m venv .venv && .venv/bin/pip install -q -r requirements.txt")
+               for s in steps)
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

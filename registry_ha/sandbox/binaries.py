@@ -18,7 +18,7 @@ from typing import Optional
 
 from registry_ha import toolchain
 from registry_ha.sandbox import procs
-from registry_ha.sandbox.errors import SandboxError
+from registry_ha.sandbox.errors import SandboxError, SandboxUsageError
 from registry_ha.validators import image_version
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ def lane_image(registry_version: Optional[str]) -> Optional[str]:
         return COMPAT_IMAGE
     if re.fullmatch(r"3\.\d+\.\d+", registry_version):
         return f"registry:{registry_version}"
-    raise SandboxError(
+    raise SandboxUsageError(
         f"--registry-version {registry_version!r}: {toolchain.default_registry_version()} (the default image's), "
         f"another 3.x.y, or {COMPAT_VERSION} (Debian's docker-registry 2.8.2)"
     )
@@ -56,7 +56,7 @@ def registry_binary(image: str, install: bool = False, out=sys.stderr) -> str:
             raise SandboxError("missing docker-registry (the 2.8 lane): sudo apt-get install -y docker-registry")
         return path
     if not version.startswith("3."):
-        raise SandboxError(f"the sandbox runs Distribution 3.x or 2.8, not image {image!r}; pass --registry-version")
+        raise SandboxUsageError(f"the sandbox runs Distribution 3.x or 2.8, not image {image!r}; pass --registry-version")
     tool = toolchain.registry_tool(version)
     if not toolchain.is_installed(tool):
         if not install:

@@ -9,6 +9,9 @@ import argparse
 import json
 import sys
 
+from registry_ha import monitoring
+from registry_ha.sandbox import prometheus
+from registry_ha.exit_codes import DONE, FAILURE, USAGE
 from registry_ha.sandbox.core import (
     DEFAULT_LB_PORT,
     DEFAULT_PORT_BASE,
@@ -16,44 +19,63 @@ from registry_ha.sandbox.core import (
     Sandbox,
     SandboxError,
 )
+from registry_ha.sandbox.errors import SandboxUsageError
+from registry_ha.sandbox.ports import PORT_BASE_RANGE
 from registry_ha.settings import SettingsError
 from registry_ha.toolchain import default_registry_version
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, like every other command
-        self.exit(2, f"error: local: {message}\n{self.format_usage()}")
+        self.exit(USAGE, f"error: local: {message}\n{self.format_usage()}")
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port from 1 to 65535 (got {value!r})")
+    return int(value)
+
+
+def _port_base(value: str) -> int:
+    low, high = PORT_BASE_RANGE
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise argparse.ArgumentTypeError(f"an integer from {low} to {high}, so every planned port is valid (got {value!r})")
+    return int(value)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="deploy-registry-ha.sh local",
-        description="The HA registry topology (S3, Redis, N replicas behind haproxy, the cache) on 127.0.0.1.",
+        description="The HA registry topology (S3, Redis, N replicas behind haproxy, one cache per upstream) on 127.0.0.1.",
     )
     p.add_argument("action", choices=("up", "down", "status"))
     p.add_argument("--json", action="store_true", help="up/status: print the status as JSON")
     p.add_argument("--stack", default="staging", help="stack whose Pulumi.<stack>.yaml is rendered (default staging)")
     p.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="data, configs, secrets, logs (default .sandbox/)")
-    p.add_argument("--port", type=int, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
+    p.add_argument("--port", type=_port, default=DEFAULT_LB_PORT, help="load balancer port (default 5000)")
     p.add_argument(
         "--port-base",
-        type=int,
+        type=_port_base,
         default=DEFAULT_PORT_BASE,
-        help="every other port is base+0..99 (and base+10058 for weed's admin gRPC); default 25000",
+        help="every other port is base+0..99 (and base-9942 for weed's admin); default 25000",
     )
     p.add_argument("--registry-version", default=None,
                    help=f"registry to run with the stack's config rendered for it: {default_registry_version()} "
                         "(default, the image the program deploys) or 2.8 (Debian's docker-registry 2.8.2)")
     upstreams = p.add_mutually_exclusive_group()
-    upstreams.add_argument("--upstream", default=None,
-                           help="upstream URL of the pull-through cache (default: a local stand-in on 127.0.0.1)")
+    upstreams.add_argument("--upstream", action="append", default=None, metavar="NAME=URL",
+                           help="the upstream of one cache (NAME: its mirrors name or host, e.g. dockerhub=http://127.0.0.1:5999); "
+                                "repeatable; a plain URL when the stack has one cache. Default: a local stand-in on 127.0.0.1")
     upstreams.add_argument("--real-upstreams", action="store_true",
-                           help="the cache proxies the stack's real upstream (Docker Hub): needs the internet")
+                           help="every cache proxies its real upstream (its remoteUrl: Docker Hub, ghcr.io, ...): needs the internet")
     p.add_argument("--auth", action="store_true",
                    help="authEnabled: token auth with roles (docker_auth; the stack's authUsers, default admin, ci, "
                         "node, reader); passwords in <state-dir>/secrets.json")
     p.add_argument("--tls", action="store_true",
                    help="tlsSecretName: the replicas serve HTTPS with a sandbox CA's certificate (<state-dir>/tls/ca/ca.crt)")
+    p.add_argument("--with-prometheus", action="store_true",
+                   help="up: also run Prometheus (Debian's) on port-base+91, scraping the registries every 1 s "
+                        "with the program's alert rules; prints its URL")
     return p
 
 
@@ -63,18 +85,16 @@ def _print_status(status: dict, as_json: bool) -> None:
         return
     print(f"registry (LB): {status['scheme']}://{status['endpoint']}  ({status['registry_image']})"
           + (f"  (auth: {', '.join(status['auth_users'])})" if status["auth_users"] else ""))
-    caches = [c for c in status["components"] if c["role"] == "mirror"]
-    if not caches:
-        print("cache:         (disabled)")
-    for cache in caches:
-        if cache["skipped"]:
-            print(f"cache:         skipped: {cache['skipped']}")
-        else:
-            print(f"cache:         {cache['address']} -> {status['mirror_upstream']}")
+    if not status["mirror_upstreams"]:
+        print("caches:        (none)")
+    for host, upstream in status["mirror_upstreams"].items():
+        address = status["mirrors"].get(host)
+        print(f"cache {host + ':':<20} {address or 'skipped'} -> {upstream}")
+    print(f"containerd:    ctr images pull --hosts-dir {status['certs_dir']} ...")
     for c in status["components"]:
         state = "healthy" if c["healthy"] else ("running, unhealthy" if c["pid"] else ("skipped" if c["skipped"] else "stopped"))
         version = c["version"] or "-"
-        print(f"  {c['name']:<11} {c['role']:<9} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
+        print(f"  {c['name']:<15} {c['role']:<10} {c['address']:<22} {version:<9} pid {str(c['pid'] or '-'):<8} {state}")
 
 
 def all_healthy(status: dict) -> bool:
@@ -86,6 +106,7 @@ def _up(args) -> int:
     sandbox = Sandbox(
         args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base, upstream=args.upstream,
         auth=args.auth, tls=args.tls, registry_version=args.registry_version, real_upstreams=args.real_upstreams,
+        with_prometheus=args.with_prometheus,
     )
     for note in sandbox.notes:
         sys.stderr.write(f"local: note: {note}\n")
@@ -108,10 +129,15 @@ def _up(args) -> int:
             f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
             f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
             f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
-            + (f" --mirror {status['mirror']}" if status["mirror"] else "")
+            + "".join(f" --mirror {address}" for address in list(status["mirrors"].values())[:1])
+            + " --no-kubectl"  # the sandbox has no pods; kubectl's current context is some cluster
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"
         )
-    return 0 if all_healthy(status) else 1
+        if sandbox.with_prometheus:
+            url = prometheus.url(sandbox)
+            print(f"prometheus: {url}  (alerts: {url}/alerts, graphs: {url}/graph; "
+                  f"the program's rules with for: and windows divided by {monitoring.SANDBOX.divisor}, see docs/monitoring.md)")
+    return DONE if all_healthy(status) else FAILURE
 
 
 def main(argv: list[str]) -> int:
@@ -123,20 +149,20 @@ def main(argv: list[str]) -> int:
         if args.action == "down":
             if sandbox is None:
                 sys.stderr.write(f"local: nothing recorded in {args.state_dir}; nothing to stop\n")
-                return 0
+                return DONE
             stopped = sandbox.down()
             sys.stderr.write(f"local: down ({len(stopped)} process(es) stopped; data kept in {sandbox.state_dir})\n")
-            return 0
+            return DONE
         if sandbox is None:  # status of a sandbox never started: what `up` would run, all stopped
             sandbox = Sandbox(args.state_dir, stack=args.stack, lb_port=args.port, port_base=args.port_base,
                               auth=args.auth, tls=args.tls, registry_version=args.registry_version,
                               upstream=args.upstream, real_upstreams=args.real_upstreams)
         status = sandbox.status()
         _print_status(status, args.json)
-        return 0 if all_healthy(status) else 1
-    except SettingsError as exc:
+        return DONE if all_healthy(status) else FAILURE
+    except (SettingsError, SandboxUsageError) as exc:
         sys.stderr.write(f"local: error: {exc}\n")
-        return 2
+        return USAGE
     except SandboxError as exc:
         sys.stderr.write(f"local: error: {exc}\n")
-        return 1
+        return FAILURE

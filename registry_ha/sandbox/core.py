@@ -1,10 +1,13 @@
 """The local HA sandbox: the program's topology as processes on 127.0.0.1.
 
-S3 (SeaweedFS), Redis, N private registry replicas behind haproxy, and the pull-through cache as
-its own registry, in front of a local upstream stand-in unless told otherwise. Every registry
-config is the program's (`build_registry_config` for the stack's settings); only addresses,
-endpoints and credentials are replaced. How each kind of process is configured, started and
-checked lives in its own module: s3.py, redis.py, registry.py (replicas, cache, stand-in), lb.py.
+S3 (SeaweedFS), Redis, N private registry replicas behind haproxy, and one pull-through cache per
+`mirrors` entry, each its own registry, in front of a local upstream stand-in unless told
+otherwise. Every registry config is the program's (`build_registry_config` for the stack's
+settings); only addresses, endpoints and credentials are replaced. The containerd hosts.toml files
+are the program's too (`node_files`), with the sandbox's addresses (`node_endpoints`). How each
+kind of process is configured, started and checked lives in its own module: s3.py, redis.py,
+registry.py (replicas, caches, stand-in), lb.py, token.py and front.py (with --auth: the token server
+and the auth proxy in front of each replica), prometheus.py.
 
 State directory layout (mode 0700):
   secrets.json   generated credentials (0600): what pulumi-random generates in the program
@@ -12,27 +15,31 @@ State directory layout (mode 0700):
   config/        rendered configs (0600: they hold secrets), one directory per registry process
   tls/           with --tls: ca.key, server.key/.crt (0600) and ca/ca.crt, the directory clients
                  trust (`skopeo --cert-dir <state>/tls/ca`, `curl --cacert <state>/tls/ca/ca.crt`)
-  s3/ redis/ upstream/   data (kept across down/up)
+  s3/ redis/ upstream/   data (kept across down/up); prometheus/ the TSDB of --with-prometheus
   logs/          one log per process
+  certs.d/       the containerd hosts.toml files for this sandbox (`ctr images pull --hosts-dir <state>/certs.d`)
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from registry_ha.containerd import NodeEndpoints, NodeFiles, node_files
 from registry_ha.registry_config import Credentials, Endpoints
-from registry_ha.sandbox import front, lb, procs, redis, registry, s3, token
+from registry_ha.sandbox import front, lb, procs, prometheus, redis, registry, s3, token
 from registry_ha.sandbox.binaries import binary_version, lane_image, resolve_binaries
-from registry_ha.sandbox.errors import SandboxError
+from registry_ha.sandbox.errors import SandboxError, SandboxUsageError
 from registry_ha.sandbox.ports import Ports
 from registry_ha.sandbox.secrets import load_or_create_secrets, load_or_create_user_passwords
 from registry_ha.sandbox.tls import make_tls
-from registry_ha.settings import Settings, load_settings
+from registry_ha.settings import CacheSettings, Settings, load_settings
 from registry_ha.stacks import SECURE_PLACEHOLDER, read_stack_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +51,7 @@ SANDBOX_TLS_SECRET = "sandbox-tls"  # stands in for tlsSecretName: the sandbox m
 
 # role -> the module that configures, starts and checks that kind of process
 KINDS = {"s3": s3, "redis": redis, "registry": registry, "mirror": registry, "upstream": registry, "lb": lb,
-         "token": token, "front": front}
+         "token": token, "front": front, "prometheus": prometheus}
 
 __all__ = ["Sandbox", "SandboxError", "Component", "stack_config", "DEFAULT_STATE_DIR"]
 
@@ -58,17 +65,53 @@ def stack_config(stack: str, repo_root: Path = REPO_ROOT) -> tuple[dict, Optiona
         if config.get(key) == SECURE_PLACEHOLDER:
             notes.append(f"{key}: an encrypted secret, not readable without Pulumi; left unset")
             del config[key]
-    if "registry-ha:dockerHubUsername" in config and "registry-ha:dockerHubPassword" not in config:
-        notes.append("registry-ha:dockerHubUsername: its password is a Pulumi secret; the sandbox cache pulls anonymously")
-        del config["registry-ha:dockerHubUsername"]
+    _anonymous_caches(config, notes)
     region = config.pop("aws:region", None)
     return {k: v for k, v in config.items() if k.startswith("registry-ha:")}, region, notes
+
+
+def _anonymous_caches(config: dict, notes: list[str]) -> None:
+    """Caches with a username need their password from mirrorPasswords, a Pulumi secret the sandbox
+    cannot read: they pull anonymously here."""
+    config.pop("registry-ha:mirrorPasswords", None)
+    raw = config.get("registry-ha:mirrors")
+    try:
+        entries = json.loads(raw) if raw is not None else None
+    except json.JSONDecodeError:
+        return  # the key's own check reports it
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if isinstance(entry, dict) and "username" in entry:
+            notes.append(f"registry-ha:mirrors: the {entry.get('name')} cache's password is a Pulumi secret; "
+                         "in the sandbox it pulls anonymously")
+            del entry["username"]
+    config["registry-ha:mirrors"] = json.dumps(entries)
+
+
+def parse_upstreams(values: Optional[list[str]], caches: tuple[CacheSettings, ...]) -> dict[str, str]:
+    """`--upstream NAME=URL` (repeatable; NAME a cache's name or host), or one plain URL when the stack
+    has a single cache -> {cache name: URL}. Raises ValueError with the argument's problem."""
+    by_key = {c.name: c.name for c in caches} | {c.host: c.name for c in caches}
+    chosen: dict[str, str] = {}
+    for value in values or []:
+        name, sep, url = value.partition("=")
+        if not sep:
+            if len(caches) != 1:
+                raise ValueError(f"NAME=URL when the stack has {len(caches)} caches ({', '.join(c.name for c in caches)}); got {value!r}")
+            name, url = caches[0].name, value
+        if name not in by_key:
+            raise ValueError(f"NAME is a cache's name or host ({', '.join(sorted(by_key))}); got {name!r}")
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"URL is http(s)://HOST:PORT; got {url!r}")
+        chosen[by_key[name]] = url.rstrip("/")
+    return chosen
 
 
 @dataclass
 class Component:
     name: str
-    role: str  # s3 | redis | registry | mirror | upstream | lb
+    role: str  # s3 | redis | registry | mirror (a cache) | upstream | lb | prometheus
     address: str
     ports: list[int]
     argv: list[str] = field(default_factory=list)
@@ -86,24 +129,32 @@ class Sandbox:
         stack: str = "staging",
         lb_port: int = DEFAULT_LB_PORT,
         port_base: int = DEFAULT_PORT_BASE,
-        upstream: Optional[str] = None,
+        upstream: Optional[str | list[str] | dict[str, str]] = None,
         repo_root: Path = REPO_ROOT,
         auth: bool = False,
         tls: bool = False,
         registry_version: Optional[str] = None,
         real_upstreams: bool = False,
+        overrides: Optional[dict[str, str]] = None,
+        with_prometheus: bool = False,
     ):
-        """upstream: the cache's upstream URL; unset, a local stand-in (or, with real_upstreams, the
-        stack's remote, e.g. Docker Hub). auth / tls: turn on authEnabled / tlsSecretName on top of the
-        stack's config. registry_version: run another registry version with the stack's config rendered
-        for it (2.8: Debian's docker-registry)."""
+        """upstream: caches' upstream URLs ({cache name: URL}, or `--upstream` values: NAME=URL, or one
+        URL for a single cache); a cache not named proxies a local stand-in (or, with real_upstreams,
+        its remoteUrl, e.g. Docker Hub). auth / tls: turn on authEnabled / tlsSecretName on top of the
+        stack's config. registry_version: run another registry version with the stack's config
+        rendered for it (2.8: Debian's docker-registry). overrides: stack config keys set on top of the
+        stack file (`{"mirrors": "[...]"}`), as `pulumi config set` would. with_prometheus: a Prometheus
+        scraping the registries with the program's alert rules (sandbox/prometheus.py)."""
         self.state_dir = Path(state_dir).resolve()
         self.stack = stack
         self.ports = Ports(lb=lb_port, base=port_base)
         self.repo_root = repo_root
         self.real_upstreams = real_upstreams
         self.registry_version = registry_version
+        self.with_prometheus = with_prometheus
         raw, region, self.notes = stack_config(stack, repo_root)
+        self.overrides = dict(overrides or {})
+        raw.update({f"registry-ha:{key}": value for key, value in self.overrides.items()})
         if auth:
             raw["registry-ha:authEnabled"] = "true"
         if tls and not any(k.endswith("tlsSecretName") and v for k, v in raw.items()):
@@ -116,9 +167,19 @@ class Sandbox:
         self.auth = self.settings.access.auth_enabled
         self.tls = self.settings.access.tls
         if self.settings.registry.replicas > MAX_REPLICAS:
-            raise SandboxError(f"the sandbox runs at most {MAX_REPLICAS} replicas")
-        self.upstream_stand_in = self.settings.mirror.enabled and upstream is None and not real_upstreams
-        self.upstream = upstream or (f"http://127.0.0.1:{self.ports.upstream}" if self.upstream_stand_in else None)
+            raise SandboxUsageError(f"registry-ha:replicas: the sandbox runs at most {MAX_REPLICAS} replicas")
+        if isinstance(upstream, dict):
+            self.upstreams = dict(upstream)
+        else:
+            try:
+                self.upstreams = parse_upstreams([upstream] if isinstance(upstream, str) else upstream, self.settings.caches)
+            except ValueError as exc:
+                raise SandboxError(f"--upstream: {exc}") from None
+        stand_in = f"http://127.0.0.1:{self.ports.upstream}"
+        for cache in self.settings.caches:
+            if cache.name not in self.upstreams:
+                self.upstreams[cache.name] = cache.remote_url if real_upstreams else stand_in
+        self.upstream_stand_in = stand_in in self.upstreams.values()
         self.components: dict[str, Component] = {}
         self._plan()
 
@@ -129,18 +190,19 @@ class Sandbox:
         if not path.exists():
             return None
         state = json.loads(path.read_text())
-        upstream = state.get("upstream")
         sandbox = cls(
             state_dir,
             stack=state["stack"],
             lb_port=state["lb_port"],
             port_base=state["port_base"],
-            upstream=None if state.get("upstream_stand_in") else upstream,
+            upstream=state.get("upstreams") or {},
             repo_root=Path(state.get("repo_root", REPO_ROOT)),
             auth=state.get("auth", False),
             tls=state.get("tls", False),
             registry_version=state.get("registry_version"),
             real_upstreams=state.get("real_upstreams", False),
+            overrides=state.get("overrides"),
+            with_prometheus=state.get("with_prometheus", False),
         )
         for name, rec in state["components"].items():
             comp = sandbox.components.get(name)
@@ -187,15 +249,63 @@ class Sandbox:
             return {}
         return load_or_create_user_passwords(self.state_dir, self.settings.access.auth_users)
 
-    def upstream_password(self) -> Optional[str]:
-        """The cache's upstream password: never known to the sandbox (a Pulumi secret)."""
+    def upstream_password(self, cache: CacheSettings) -> Optional[str]:
+        """A cache's upstream password: never known to the sandbox (a Pulumi secret)."""
         return None
 
+    def cache_component(self, cache: CacheSettings) -> str:
+        return cache.component_name
+
+    def cache_of(self, name: str) -> CacheSettings:
+        """The cache a component runs (its component name: dockerhub-cache, ghcr-cache, ...)."""
+        return next(c for c in self.settings.caches if c.component_name == name)
+
     @property
-    def mirror_address(self) -> Optional[str]:
-        """The cache's address while it is planned and not skipped."""
-        comp = self.components.get("mirror")
-        return comp.address if comp is not None and comp.skipped is None else None
+    def mirror_addresses(self) -> dict[str, str]:
+        """upstream host -> its cache's address, for the caches planned and not skipped (the program's mirrorAddress)."""
+        addresses = {}
+        for cache in self.settings.caches:
+            comp = self.components.get(cache.component_name)
+            if comp is not None and comp.skipped is None:
+                addresses[cache.host] = comp.address
+        return addresses
+
+    def mirror_address(self, host: str = "docker.io") -> Optional[str]:
+        return self.mirror_addresses.get(host)
+
+    def node_endpoints(self) -> NodeEndpoints:
+        """The program's NodeEndpoints with the sandbox's addresses: the caches, their upstreams (the
+        fallback `server`), and the LB for both of the private registry's names (haproxy is the
+        sandbox's LoadBalancer and NodePort)."""
+        registry = f"{self.scheme}://{self.endpoint}"
+        return NodeEndpoints(
+            caches={host: f"http://{address}" for host, address in self.mirror_addresses.items()},
+            upstreams={cache.host: self.upstreams[cache.name] for cache in self.settings.caches},
+            registry=registry,
+            node_port=registry,
+        )
+
+    def node_files(self, authorization: Optional[str] = None) -> NodeFiles:
+        ca = self.ca_cert.read_text() if self.tls and self.ca_cert.exists() else None
+        settings = self.settings
+        if ca is not None:  # the sandbox's own CA stands in for tlsCaCertificate
+            settings = dataclasses.replace(settings, nodes=dataclasses.replace(settings.nodes, ca_certificate=ca))
+        return node_files(settings, self.node_endpoints(), authorization)
+
+    def write_node_files(self, directory: Path | str, authorization: Optional[str] = None) -> list[Path]:
+        """The containerd hosts.toml files (a certs.d directory) for this sandbox; the paths written."""
+        written = []
+        for node_file in self.node_files(authorization).files:
+            path = Path(directory) / node_file.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(node_file.content)
+            path.chmod(node_file.mode)
+            written.append(path)
+        return written
+
+    @property
+    def certs_dir(self) -> Path:
+        return self.state_dir / "certs.d"
 
     @property
     def s3_endpoint(self) -> str:
@@ -224,14 +334,24 @@ class Sandbox:
             comps.append(Component("front", "front", f"127.0.0.1:{replica_ports[0]}", replica_ports))
         if self.upstream_stand_in:
             comps.append(Component("upstream", "upstream", f"127.0.0.1:{p.upstream}", [p.upstream]))
-        if self.settings.mirror.enabled:
-            comps.append(Component("mirror", "mirror", f"127.0.0.1:{p.mirror}", [p.mirror, p.mirror_debug]))
+        for i, cache in enumerate(self.settings.caches):
+            comps.append(Component(cache.component_name, "mirror", f"127.0.0.1:{p.cache(i)}", [p.cache(i), p.cache_debug(i)]))
         comps.append(Component("lb", "lb", self.endpoint, [p.lb]))
         self.components = {c.name: c for c in comps}
+        if self.with_prometheus:
+            self.enable_prometheus()
+
+    def enable_prometheus(self) -> None:
+        """Plan Prometheus (last: it scrapes the others), also next to a sandbox that is already up;
+        `start("prometheus")` starts it."""
+        self.with_prometheus = True
+        port = self.ports.prometheus
+        self.components.setdefault("prometheus", Component("prometheus", "prometheus", f"127.0.0.1:{port}", [port]))
 
     def debug_address(self, name: str) -> str:
-        if name == "mirror":
-            return f"127.0.0.1:{self.ports.mirror_debug}"
+        if self.components[name].role == "mirror":
+            index = self.settings.caches.index(self.cache_of(name))
+            return f"127.0.0.1:{self.ports.cache_debug(index)}"
         return f"127.0.0.1:{self.ports.replica_debug(int(name.rsplit('-', 1)[1]))}"
 
     def all_ports(self) -> list[int]:
@@ -250,7 +370,8 @@ class Sandbox:
             s3_secret_key=s["s3_secret_key"],
         )
 
-    def endpoints(self, listen: str, debug: str, s3_endpoint: Optional[str] = None, bucket: Optional[str] = None) -> Endpoints:
+    def endpoints(self, listen: str, debug: str, s3_endpoint: Optional[str] = None, bucket: Optional[str] = None,
+                  cache: Optional[CacheSettings] = None) -> Endpoints:
         return Endpoints(
             s3_bucket=bucket or self.bucket,
             s3_region=self.settings.storage.region,
@@ -258,7 +379,7 @@ class Sandbox:
             s3_endpoint=s3_endpoint or self.s3_endpoint,
             listen_addr=listen,
             debug_addr=debug,
-            proxy_remote_url=self.upstream,
+            proxy_remote_url=self.upstreams[cache.name] if cache else None,
         )
 
     def registry_config(self, name: str, credentials: Optional[Credentials] = None) -> dict:
@@ -315,9 +436,11 @@ class Sandbox:
             "stack": self.stack,
             "lb_port": self.ports.lb,
             "port_base": self.ports.base,
-            "upstream": self.upstream,
+            "upstreams": self.upstreams,
             "upstream_stand_in": self.upstream_stand_in,
             "real_upstreams": self.real_upstreams,
+            "overrides": self.overrides,
+            "with_prometheus": self.with_prometheus,
             "registry_version": self.registry_version,
             "repo_root": str(self.repo_root),
             "auth": self.auth,
@@ -355,7 +478,7 @@ class Sandbox:
         busy = [port for port in comp.ports if not procs.port_free(port)]
         if busy:
             raise SandboxError(
-                f"{name}: port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use; "
+                f"{name}: port(s) {', '.join(procs.port_busy_reason(p) for p in busy)} on 127.0.0.1 already in use; "
                 "choose other ports with --port-base / --port"
             )
         kind = KINDS[comp.role]
@@ -363,7 +486,8 @@ class Sandbox:
             kind.before_start(self, name)
         comp.argv = self.argv(name, binaries)
         comp.skipped = None
-        comp.pid, comp.started = procs.spawn(comp.argv, self.log_path(name), procs.minimal_env(self.state_dir), self.state_dir)
+        env = procs.minimal_env(self.state_dir, kind.extra_env(self, name) if hasattr(kind, "extra_env") else None)
+        comp.pid, comp.started = procs.spawn(comp.argv, self.log_path(name), env, self.state_dir)
         self.save()
         self._wait_healthy(name, timeout)
         if hasattr(kind, "after_start"):
@@ -386,10 +510,11 @@ class Sandbox:
             changed = (
                 previous.ports != self.ports
                 or previous.stack != self.stack
-                or previous.upstream != self.upstream
+                or previous.upstreams != self.upstreams
                 or previous.auth != self.auth
                 or previous.tls != self.tls
                 or previous.settings.registry.image != self.settings.registry.image
+                or previous.overrides != self.overrides
             )
             if alive and changed:
                 raise SandboxError(
@@ -399,6 +524,8 @@ class Sandbox:
             for name, comp in previous.components.items():
                 if name in self.components:
                     self.components[name].pid, self.components[name].started = comp.pid, comp.started
+                elif previous.stop(name):  # e.g. Prometheus of an earlier `up --with-prometheus`
+                    out.write(f"local: stopped {name} (not in this plan)\n")
         self.secrets()
         self._write_configs()
         self.save()
@@ -408,20 +535,22 @@ class Sandbox:
                 try:
                     self.start(name, binaries)
                 except SandboxError as exc:
-                    if name != "mirror":
+                    if self.components[name].role != "mirror":
                         raise
-                    # The private registry does not need the cache. A 2.8 cache contacts its upstream
+                    # The private registry does not need the caches. A 2.8 cache contacts its upstream
                     # while starting and panics when it cannot reach it: keep going, say why.
                     self.stop(name)
                     reason = self.panic_line(name) or str(exc).splitlines()[0]
                     self.components[name].skipped = reason
                     self.save()
-                    out.write(f"local: warning: the cache is skipped: {reason}\n")
+                    out.write(f"local: warning: the cache {name} is skipped: {reason}\n")
                     continue
-                out.write(f"local: {name:<11} up at {self.components[name].address} ({time.monotonic() - t0:.1f}s)\n")
+                out.write(f"local: {name:<15} up at {self.components[name].address} ({time.monotonic() - t0:.1f}s)\n")
         except BaseException:
             self.down(out=out)
             raise
+        shutil.rmtree(self.certs_dir, ignore_errors=True)
+        self.write_node_files(self.certs_dir)
 
     def down(self, out=sys.stderr) -> list[str]:
         stopped = []
@@ -455,8 +584,9 @@ class Sandbox:
             "registry_image": self.settings.registry.image,
             "auth_users": list(self.settings.access.auth_users),
             "ca_cert": str(self.ca_cert) if self.ca_cert else None,
-            "mirror": self.mirror_address,
-            "mirror_upstream": self.upstream or self.settings.mirror.remote_url if self.settings.mirror.enabled else None,
+            "mirrors": self.mirror_addresses,
+            "mirror_upstreams": {cache.host: self.upstreams[cache.name] for cache in self.settings.caches},
+            "certs_dir": str(self.certs_dir),
             "components": components,
         }
 

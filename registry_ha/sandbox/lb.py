@@ -40,6 +40,10 @@ def haproxy_cfg(sb: "Sandbox") -> str:
     check = f"check check-ssl verify required ca-file {sb.ca_cert}" if sb.tls else "check"
     for name in sb.replica_names():
         lines.append(f"    server {name} {sb.components[name].address} {check}")
+    # Without a section of this name haproxy makes one from /etc/resolv.conf for its HTTP client and
+    # connects to those nameservers at start: the sandbox resolves nothing and talks to 127.0.0.1 only.
+    # (haproxy warns at start that it has no nameservers.)
+    lines.append("resolvers default")
     return "\n".join(lines) + "\n"
 
 

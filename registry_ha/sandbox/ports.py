@@ -1,9 +1,20 @@
-"""The sandbox's port plan: every port derived from --port-base, except the LB's (--port)."""
+"""The sandbox's port plan: every port derived from --port-base, except the LB's (--port).
+
+The defaults (LB 5000, base 25000, so 25000-25099 and 15058) stay below Linux's ephemeral range
+(net.ipv4.ip_local_port_range, 32768-60999): an outgoing connection there can leave a TIME_WAIT
+that keeps a listener off its port for up to 60 s.
+"""
 from __future__ import annotations
 
+import os
+import random
 from dataclasses import dataclass
 
-SPAN = 100  # base .. base+99, plus weed's admin gRPC at base+58+10000
+from registry_ha.sandbox.procs import port_free
+
+SPAN = 100  # base .. base+99, plus weed's admin HTTP port at base+58-10000
+WEED_ADMIN_OFFSET = 58 - 10000
+PORT_BASE_RANGE = (1024 - WEED_ADMIN_OFFSET, 65535 - (SPAN - 1))  # every planned port unprivileged and valid
 
 
 @dataclass(frozen=True)
@@ -11,13 +22,12 @@ class Ports:
     lb: int
     base: int
 
-    @property
-    def mirror(self) -> int:
-        return self.base
+    def cache(self, index: int) -> int:
+        """The index-th cache of `mirrors` (from 0): the first keeps base+0, the others base+60+2i."""
+        return self.base if index == 0 else self.base + 60 + 2 * index
 
-    @property
-    def mirror_debug(self) -> int:
-        return self.base + 1
+    def cache_debug(self, index: int) -> int:
+        return self.base + 1 if index == 0 else self.base + 61 + 2 * index
 
     @property
     def redis(self) -> int:
@@ -40,6 +50,11 @@ class Ports:
         return self.base + 90
 
     @property
+    def prometheus(self) -> int:
+        """`local up --with-prometheus` (not part of the program's topology: its monitoring)."""
+        return self.base + 91
+
+    @property
     def s3(self) -> int:
         return self.base + 50
 
@@ -54,7 +69,22 @@ class Ports:
             "filer.port": b + 55,
             "filer.port.grpc": b + 56,
             "s3.port.grpc": b + 57,
-            "admin.port": b + 58,
-            # weed's plugin worker dials admin.port + 10000 whatever admin.port.grpc says: match it
-            "admin.port.grpc": b + 58 + 10000,
+            # weed's plugin worker dials admin.port + 10000 whatever admin.port.grpc says: match it,
+            # keeping the gRPC port in the span and the (UI-less) HTTP port 10000 below it
+            "admin.port": b + WEED_ADMIN_OFFSET,
+            "admin.port.grpc": b + 58,
         }
+
+    def planned(self) -> list[int]:
+        """Every port derived from the base (the LB's excluded)."""
+        return sorted({*range(self.base, self.base + SPAN), *self.weed().values()})
+
+
+def free_port_base(low: int = 20000, high: int = 50000) -> int:
+    """A --port-base whose planned ports a server can listen on now."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(200):
+        base = rng.randrange(max(low, PORT_BASE_RANGE[0]), min(high, PORT_BASE_RANGE[1]), 10)
+        if all(port_free(p) for p in Ports(lb=0, base=base).planned()):
+            return base
+    raise RuntimeError("no free port range found")

@@ -107,6 +107,9 @@ def stop(pid: Optional[int], started: Optional[int], timeout: float = 15.0) -> b
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server can listen on host:port. The servers (Go's net.Listen, redis, haproxy) bind with
+    SO_REUSEADDR, which lets a new listener take a port whose old connections linger in TIME_WAIT; a
+    check without it would refuse ports the servers can use."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -114,6 +117,34 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+               "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def tcp_states(port: int) -> set[str]:
+    """States of the TCP sockets whose local port is `port` (from /proc/net/tcp and tcp6)."""
+    states = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                states.add(_TCP_STATES.get(fields[3], fields[3]))
+    return states
+
+
+def port_busy_reason(port: int) -> str:
+    """Why a port is not free, in words an operator can act on."""
+    states = tcp_states(port)
+    if states and states <= {"TIME_WAIT"}:
+        return (f"{port} (only a closed connection in TIME_WAIT, gone within 60 s; it still blocks a listener "
+                "because that connection's socket did not allow address reuse)")
+    return str(port)
 
 
 def port_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

@@ -6,9 +6,12 @@ here is stopped by a finalizer.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
+import shutil
 import socket
+import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 from conftest import REPO_ROOT, require_binary, require_registry
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import Sandbox
-from registry_ha.sandbox.ports import SPAN
+from registry_ha.sandbox.ports import free_port_base
 
 SERVERS = ("redis-server", "haproxy", "weed", "skopeo")
 
@@ -28,17 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def free_port_base(span: int = SPAN) -> int:
-    """A base such that base..base+span-1 and base+10058 (weed's admin gRPC) are all free."""
-    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
-    for _ in range(200):
-        base = rng.randrange(20000, 50000 - span, 10)
-        ports = [*range(base, base + span), base + 10058]
-        if all(procs.port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range found")
 
 
 @dataclass
@@ -142,6 +134,14 @@ class SandboxProcess:
         return procs.is_running(self.sb.components[self.name].pid, self.sb.components[self.name].started)
 
 
+# The session sandbox runs the stack's Docker Hub cache and a second one (ghcr.io): every cache
+# proxies the one local upstream stand-in.
+SESSION_MIRRORS = [
+    {"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror"},
+    {"name": "ghcr", "host": "ghcr.io"},
+]
+
+
 def _session_sandbox(tmp_path_factory, name: str, registry_version: Optional[str] = None):
     sb = Sandbox(
         tmp_path_factory.mktemp(name),
@@ -149,6 +149,7 @@ def _session_sandbox(tmp_path_factory, name: str, registry_version: Optional[str
         lb_port=free_port(),
         port_base=free_port_base(),
         registry_version=registry_version,
+        overrides={"mirrors": json.dumps(SESSION_MIRRORS)},
     )
     try:
         sb.up(out=open(os.devnull, "w"))
@@ -159,7 +160,8 @@ def _session_sandbox(tmp_path_factory, name: str, registry_version: Optional[str
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory, bins):
-    """The staging stack on the registry the program deploys (3.1.1), its cache in front of a local stand-in."""
+    """The staging stack on the registry the program deploys (3.1.1), its caches (docker.io, ghcr.io) in front
+    of a local stand-in."""
     yield from _session_sandbox(tmp_path_factory, "sandbox")
 
 
@@ -178,8 +180,25 @@ def any_sandbox(request):
 
 @pytest.fixture(scope="session")
 def stand_in(sandbox) -> SandboxProcess:
-    """The session sandbox's upstream stand-in, which its cache proxies."""
+    """The session sandbox's upstream stand-in, which its caches proxy."""
     return SandboxProcess(sandbox, "upstream")
+
+
+@pytest.fixture(scope="session")
+def containerd(tmp_path_factory, bins):
+    """One containerd (1.6.20, Debian's) for the session: root, its own --config under a temp dir."""
+    from conftest import require_root
+
+    from .containerd import Containerd
+
+    require_root("containerd")
+    work = Path(tempfile.mkdtemp(prefix="ctrd-", dir="/tmp"))  # short: unix socket paths are limited to 107 bytes
+    daemon = Containerd(work, require_binary("containerd"), require_binary("ctr"))
+    try:
+        yield daemon.start()
+    finally:
+        daemon.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 from registry_ha.imagetools import OciImage, build_oci_layout
 from registry_ha.imagetools import plain_request as request
@@ -68,3 +69,50 @@ def get_manifest(address: str, repo: str, ref: str):
 
 def get_blob(address: str, repo: str, digest: str):
     return request(address, "GET", f"/v2/{repo}/blobs/{digest}")
+
+
+# --------------------------------------------------------------------------- chunked uploads across replicas
+
+
+class UploadFailed(AssertionError):
+    def __init__(self, step: str, status: int, body: bytes):
+        super().__init__(f"{step} -> {status} {body[:200]!r}")
+        self.step, self.status, self.body = step, status, body
+
+
+def _path(location: str) -> str:
+    parts = urlsplit(location)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def chunked_upload(targets: list[str], repo: str, blob: bytes, chunk: int) -> list[str]:
+    """POST to targets[0], each PATCH and the PUT to the next target in turn. Returns who got what."""
+    route = iter(targets * 100)
+    seen = []
+    address = next(route)
+    status, headers, body = request(address, "POST", f"/v2/{repo}/blobs/uploads/")
+    seen.append(f"POST {address}")
+    if status != 202:
+        raise UploadFailed(f"POST {address}", status, body)
+    location = _path(headers["location"])
+    for start in range(0, len(blob), chunk):
+        part = blob[start : start + chunk]
+        address = next(route)
+        status, headers, body = request(
+            address,
+            "PATCH",
+            location,
+            body=part,
+            headers={"Content-Type": "application/octet-stream", "Content-Range": f"{start}-{start + len(part) - 1}"},
+        )
+        seen.append(f"PATCH {address}")
+        if status != 202:
+            raise UploadFailed(f"PATCH {address}", status, body)
+        location = _path(headers["location"])
+    address = next(route)
+    sep = "&" if "?" in location else "?"
+    status, headers, body = request(address, "PUT", f"{location}{sep}digest={sha256(blob)}", body=b"")
+    seen.append(f"PUT {address}")
+    if status != 201:
+        raise UploadFailed(f"PUT {address}", status, body)
+    return seen

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -13,53 +12,9 @@ from registry_ha.registry_config import build_registry_config, dump_config
 from registry_ha.sandbox import procs
 
 from .conftest import free_port, replica_addresses
-from .oci import get_blob, request, sha256
+from .oci import UploadFailed, chunked_upload, get_blob, sha256
 
 pytestmark = pytest.mark.integration
-
-
-class UploadFailed(AssertionError):
-    def __init__(self, step: str, status: int, body: bytes):
-        super().__init__(f"{step} -> {status} {body[:200]!r}")
-        self.step, self.status, self.body = step, status, body
-
-
-def _path(location: str) -> str:
-    parts = urlsplit(location)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
-def chunked_upload(targets: list[str], repo: str, blob: bytes, chunk: int) -> list[str]:
-    """POST to targets[0], each PATCH and the PUT to the next target in turn. Returns who got what."""
-    route = iter(targets * 100)
-    seen = []
-    address = next(route)
-    status, headers, body = request(address, "POST", f"/v2/{repo}/blobs/uploads/")
-    seen.append(f"POST {address}")
-    if status != 202:
-        raise UploadFailed(f"POST {address}", status, body)
-    location = _path(headers["location"])
-    for start in range(0, len(blob), chunk):
-        part = blob[start : start + chunk]
-        address = next(route)
-        status, headers, body = request(
-            address,
-            "PATCH",
-            location,
-            body=part,
-            headers={"Content-Type": "application/octet-stream", "Content-Range": f"{start}-{start + len(part) - 1}"},
-        )
-        seen.append(f"PATCH {address}")
-        if status != 202:
-            raise UploadFailed(f"PATCH {address}", status, body)
-        location = _path(headers["location"])
-    address = next(route)
-    sep = "&" if "?" in location else "?"
-    status, headers, body = request(address, "PUT", f"{location}{sep}digest={sha256(blob)}", body=b"")
-    seen.append(f"PUT {address}")
-    if status != 201:
-        raise UploadFailed(f"PUT {address}", status, body)
-    return seen
 
 
 @pytest.mark.parametrize(
@@ -69,7 +24,8 @@ def chunked_upload(targets: list[str], repo: str, blob: bytes, chunk: int) -> li
         (3 * 1024 * 1024 + 17, 1024 * 1024),  # 4 PATCHes rotating over the replicas, parts under S3's 5 MiB minimum
     ],
 )
-def test_upload_across_replicas_with_shared_secret(sandbox, size, chunk):
+def test_upload_across_replicas_with_shared_secret(any_sandbox, size, chunk):
+    sandbox = any_sandbox
     replicas = replica_addresses(sandbox)
     blob = os.urandom(size)
     seen = chunked_upload(replicas, "it/cross", blob, chunk)

@@ -15,7 +15,11 @@ from .oci import assert_dir_matches, build_image, get_blob, get_manifest, pull_d
 
 pytestmark = pytest.mark.integration
 
-HUNG_PULL_BOUND_S = 15.0  # measured ~4 s per pull with 100ms timeouts; without timeouts a pull hangs > 20 s
+HUNG_PULL_BOUND_S = 15.0  # without timeouts a pull hangs > 20 s
+# 3.1.1 with go-redis' default 3 retries: p50 1.6 s per pull with Redis stopped (0.03 s up); no retries
+# (maxretries -1): about 2x the Redis-up p50. The benchmark measures the ratio; this bound only catches
+# the retrying configuration, with room for a loaded machine.
+STOPPED_PULL_P50_BOUND_S = 0.6
 
 
 def timed_pull(address: str, repo: str, image) -> float:
@@ -63,3 +67,4 @@ def test_redis_stopped_then_hung(sandbox, skopeo_bin, workdir):
         f"(max {max(hung):.2f}s, 3/3 ok)"
     )
     assert max(hung) < HUNG_PULL_BOUND_S
+    assert statistics.median(stopped) < STOPPED_PULL_P50_BOUND_S

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from registry_ha import docs
 from registry_ha.sandbox import procs
 
 from .conftest import REPO_ROOT, free_port, free_port_base
@@ -47,11 +48,14 @@ def test_down_leaves_nothing_and_up_keeps_images(pool, skopeo_bin, tmp_path):
         up = local("up", "--json", *opts)
         assert up.returncode == 0, up.stderr
         status = json.loads(up.stdout)
-        assert set(status) == {"stack", "endpoint", "scheme", "registry_image", "auth_users", "ca_cert", "mirror",
-                               "mirror_upstream", "components"}
+        # exactly the keys docs/sandbox.md documents (registry_ha/docs.py generates that table)
+        assert list(status) == list(docs.STATUS_KEYS)
+        assert status["mirror_upstreams"] == {"docker.io": f"http://{upstream.address}"}
+        assert status["mirrors"] == {"docker.io": next(c["address"] for c in status["components"] if c["name"] == "dockerhub-cache")}
+        assert sorted(p.name for p in (state / "certs.d").iterdir()) == ["37.60.241.150:30500", "docker.io", "registry.neural-hive.local:5000"]
         assert (status["scheme"], status["auth_users"], status["ca_cert"]) == ("http", [], None)  # open by default
         assert (status["stack"], status["registry_image"]) == ("staging", "registry:3.1.1")
-        assert all(set(c) == {"name", "role", "pid", "address", "version", "healthy", "skipped"} for c in status["components"])
+        assert all(list(c) == list(docs.STATUS_COMPONENT_KEYS) for c in status["components"])
         versions = {c["role"]: c["version"] for c in status["components"]}
         assert versions["registry"] == versions["mirror"] == "3.1.1", versions
         assert sorted({c["role"] for c in status["components"]}) == ["lb", "mirror", "redis", "registry", "s3"]

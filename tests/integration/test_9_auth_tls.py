@@ -104,7 +104,7 @@ def test_sandbox_runs_both(hardened):
     assert "tls" not in config["http"] and config["http"]["net"] == "unix"
     proxy = (hardened.config_dir / "auth-proxy.cfg").read_text()
     assert proxy.count(" ssl crt ") == 3 and proxy.count("set-header X-Forwarded-Proto https") == 3
-    assert "auth" not in hardened.registry_config("mirror") and "tls" not in hardened.registry_config("mirror")["http"]
+    assert "auth" not in hardened.registry_config("dockerhub-cache") and "tls" not in hardened.registry_config("dockerhub-cache")["http"]
     token_config = (hardened.config_dir / "token" / "auth_config.yml").read_text()
     assert sorted(yaml.safe_load(token_config)["users"]) == sorted(USERS)
     assert not [p for p in hardened.user_passwords().values() if p in token_config]  # bcrypt hashes only
@@ -187,7 +187,7 @@ def test_clients_that_do_not_trust_the_ca_fail(hardened, skopeo_bin, workdir):
 
 
 def test_cache_stays_anonymous_plain_http(hardened):
-    status, _, _ = imagetools.http_request(f"http://{hardened.mirror_address}/v2/", timeout=5)
+    status, _, _ = imagetools.http_request(f"http://{hardened.mirror_address()}/v2/", timeout=5)
     assert status == 200
 
 

@@ -1,4 +1,4 @@
-"""10. Token authentication with roles on Distribution 3.1.1: `local up --auth` (the docker_auth token
+"""15. Token authentication with roles on Distribution 3.1.1: `local up --auth` (the docker_auth token
 server, the auth proxy in front of each replica, the program's config for both), one sandbox for the module.
 
 The role matrix is a table: every cell is measured, then the whole measured table is compared with the
@@ -26,14 +26,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import IN_CI, require_binary, require_token_server
+from conftest import require_token_server
 from registry_ha import auth, imagetools
 from registry_ha.sandbox import procs
 from registry_ha.sandbox import token as sandbox_token
 from registry_ha.sandbox.core import Sandbox
 
 from .conftest import REPO_ROOT, free_port, free_port_base, replica_addresses
-from .containerd import Containerd
 from .oci import build_image, skopeo
 
 pytestmark = pytest.mark.integration
@@ -70,7 +69,7 @@ def authed(tmp_path_factory, bins):
     # the staging stack with auth turned on (its default identities) and no cache: this module is about the
     # registry; two signing keys, as in the middle of a rotation (k1 signs, both are trusted)
     (repo / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": {
-        "registry-ha:authEnabled": "true", "registry-ha:mirrorEnabled": "false",
+        "registry-ha:authEnabled": "true", "registry-ha:mirrors": "[]",
         "registry-ha:tokenSigningKeys": '["k1", "k2"]'}}))
     sb = Sandbox(tmp_path_factory.mktemp("authed"), stack="staging", lb_port=free_port(),
                  port_base=free_port_base(), repo_root=repo)
@@ -191,19 +190,6 @@ def test_role_matrix_at_the_registry_api(authed, seeded):
     assert measured == {identity: {a: tuple(v) for a, v in row.items()} for identity, row in EXPECTED_API.items()}
 
 
-@pytest.fixture(scope="module")
-def containerd(tmp_path_factory, bins):
-    binary, ctr = require_binary("containerd"), require_binary("ctr")
-    if os.geteuid() != 0:
-        message = "containerd needs root (mounts while it unpacks)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    daemon = Containerd(Path(tmp_path_factory.mktemp("ctrd")), binary, ctr).start()
-    yield daemon
-    daemon.stop()
-
-
 def test_role_matrix_with_containerd(authed, seeded, containerd):
     """ctr pull/push --user (containerd has no registry delete: the delete column is skopeo's and the API's)."""
     ep = authed.endpoint
@@ -215,7 +201,7 @@ def test_role_matrix_with_containerd(authed, seeded, containerd):
         pull = containerd.pull(source, user=user)
         if pull.returncode != 0:  # push needs the content locally: fetch it as admin (not measured)
             assert containerd.pull(source, user=f"admin:{password(authed, 'admin')}").returncode == 0
-        push = containerd.push(f"{ep}/{REPO}:ctr-{identity}", source, user=user)
+        push = containerd.tag_and_push(f"{ep}/{REPO}:ctr-{identity}", source, user=user)
         measured[identity] = {"pull": OK if pull.returncode == 0 else REFUSED, "push": OK if push.returncode == 0 else REFUSED}
         for action, result in (("pull", pull), ("push", push)):
             if result.returncode != 0:
@@ -421,7 +407,7 @@ def test_hosts_toml_header_is_enough_only_from_containerd_2_1(authed, seeded, co
     hosts.chmod(0o600)  # it holds the password
     containerd.ctr("images", "rm", f"{ep}/{REPO}:v1")
     result = containerd.pull(f"{ep}/{REPO}:v1", hosts_dir=tmp_path / "certs.d")
-    version = containerd_version(containerd.containerd)
+    version = containerd_version(containerd.binary)
     print(f"\ncontainerd {version}: hosts.toml header only -> rc {result.returncode}")
     if version >= auth.CONTAINERD_HEADER_AUTH_MIN_VERSION:
         assert result.returncode == 0, result.stderr
