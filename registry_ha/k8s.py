@@ -118,10 +118,10 @@ CHECKOV_NO_CPU_LIMIT = ("CKV_K8S_11", "no CPU limit on purpose: CFS throttling s
                         "CPU requests reserve the share")
 
 
-def checkov_annotations(images: list[str]) -> dict:
+def checkov_annotations(images: list[str], waivers: tuple[tuple[str, str], ...] = (CHECKOV_NO_CPU_LIMIT,)) -> dict:
     """Waivers for the checks this design fails on purpose, each with its reason. The digest checks are
     waived only while an image is pinned by tag: with name:tag@sha256:... they pass and no waiver is set."""
-    skips = [CHECKOV_NO_CPU_LIMIT]
+    skips = list(waivers)
     by_tag = sorted({image for image in images if not image_has_digest(image)})
     if by_tag:
         skips.append(("CKV_K8S_43", f"pinned by tag ({', '.join(by_tag)}); pin digests with the image keys as "

@@ -5,6 +5,8 @@ virtualenv bootstrap makes under .tools/checkov).
 Measured: 0 failed checks for every stack file; every skipped check is one this design fails on
 purpose (no CPU limit; images pinned by tag, not digest) and carries its reason in checkov's own
 annotation; with the images pinned by digest the digest waivers disappear and still 0 checks fail.
+The opt-in node configurator (a root DaemonSet in a privileged namespace of its own) passes too, with
+its own reasoned waivers (root, UID 0, no liveness probe) and nothing else.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from registry_ha.stacks import stack_names
 
 CHECKOV = REPO_ROOT / ".tools" / "checkov" / "venv" / "bin" / "checkov"
 WAIVABLE = {"CKV_K8S_11", "CKV_K8S_15", "CKV_K8S_43"}  # CPU limits; pull policy and digest while pinned by tag
+CONFIGURATOR = "DaemonSet.registry-ha-nodes.registry-node-configurator"
+CONFIGURATOR_WAIVABLE = {"CKV_K8S_23", "CKV_K8S_40", "CKV_K8S_8", "CKV_K8S_15", "CKV_K8S_43"}  # root; no liveness; by tag
 DIGEST = "@sha256:" + "ab" * 32
 
 
@@ -96,3 +100,17 @@ def test_auth_with_tls_and_pull_secrets_passes(checkov, tmp_path):
     report = scan(checkov, render(tmp_path, "staging", authEnabled="true", tlsSecretName="registry-tls",
                                   pullSecretNamespaces='["apps"]'))
     assert failed(report) == [] and report["summary"]["parsing_errors"] == 0
+
+
+@pytest.mark.parametrize("stack, mode", [("production", "on"), ("staging", "remove")])
+def test_the_node_configurator_passes_with_its_own_reasoned_waivers(checkov, tmp_path, stack, mode):
+    report = scan(checkov, render(tmp_path, stack, nodeConfigurator=mode,
+                                  mirrors='[{"name": "dockerhub", "host": "docker.io", "clusterIP": "10.43.0.50"}]'))
+    assert failed(report) == [] and report["summary"]["parsing_errors"] == 0
+    waived = skips(report)
+    assert {check for check, resource in waived if resource == CONFIGURATOR} == CONFIGURATOR_WAIVABLE
+    for (check, resource), reason in waived.items():
+        assert len(reason) > 30 and reason != "No comment provided", (check, resource, reason)
+    # it has a CPU limit, so that one is passed, not waived
+    passed = {(c["check_id"], c["resource"]) for c in report["results"]["passed_checks"]}
+    assert ("CKV_K8S_11", CONFIGURATOR) in passed and ("CKV_K8S_20", CONFIGURATOR) in passed  # no privilege escalation
