@@ -58,8 +58,12 @@ if settings.monitoring.enabled:
     Monitoring("monitoring", MonitoringArgs(settings=settings, namespace=namespace.name))
 
 cache_ips = pulumi.Output.all(*[c.cluster_ip for c in caches.values()]).apply(lambda ips: dict(zip(caches, ips)))
-# Nodes send no credentials: htpasswd users have no roles, so any of them on every node could push and delete.
-files = cache_ips.apply(lambda ips: node_files(settings, cluster_endpoints(settings, ips), authorization=None))
+# With authEnabled the private registry's hosts.toml carry the pull-only node identity (files 0600, a
+# secret Output); containerd 2.1+ sends it to the token realm, older nodes need pullSecretNamespaces.
+node_authorization = token_auth.node_authorization if token_auth is not None else None
+files = pulumi.Output.all(cache_ips, node_authorization).apply(
+    lambda v: node_files(settings, cluster_endpoints(settings, v[0]), authorization=v[1])
+)
 if settings.nodes.configurator != "off":
     NodeConfigurator("node-configurator", NodeConfiguratorArgs(settings=settings, files=files))
 

@@ -36,6 +36,7 @@ class TokenAuthArgs:
 class TokenAuth(pulumi.ComponentResource):
     credentials: pulumi.Output  # secret {user: password}
     node_password: pulumi.Output  # secret
+    node_authorization: pulumi.Output  # secret: "Basic ..." of the node identity, for the nodes' hosts.toml
     certificate_bundle: pulumi.Output  # every signing certificate (PEM): the registry's rootcertbundle
     jwks: pulumi.Output  # the same keys under the key id docker_auth sends
     checksum: pulumi.Output  # of the token server's Secret: a change rolls the registry pods
@@ -58,6 +59,10 @@ class TokenAuth(pulumi.ComponentResource):
             pulumi.Output.all(*[self.passwords[u].result for u in users]).apply(lambda values: dict(zip(users, values)))
         )
         self.node_password = pulumi.Output.secret(self.passwords[access.node_user].result)
+        # What nodes' hosts.toml carry as their Authorization header (registry_ha.containerd.node_files).
+        self.node_authorization = pulumi.Output.secret(
+            self.node_password.apply(lambda password: auth.basic_authorization(access.node_user, password))
+        )
 
         # The first key signs; every key is trusted (a rotation holds two for a while).
         self.signing_keys: dict[str, tls.PrivateKey] = {}

@@ -61,11 +61,13 @@ class NodeConfigurator(pulumi.ComponentResource):
                 opts=child,
             )
             depends_on.append(self.files)
+        # The files are a secret when they carry the node identity's header; the spec and the paths hold
+        # only their paths and modes (the content is in the Secret above), so they stay readable in a preview.
         self.daemonset = k8s.apps.v1.DaemonSet(
             f"{name}-daemonset",
             metadata=meta(APP, daemonset_annotations(settings)),
-            spec=files.apply(lambda f: daemonset_spec(settings, f)),
+            spec=pulumi.Output.unsecret(files.apply(lambda f: daemonset_spec(settings, f))),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
-        self.paths = files.apply(lambda f: [node_file.path for node_file in f.files])
+        self.paths = pulumi.Output.unsecret(files.apply(lambda f: [node_file.path for node_file in f.files]))
         self.register_outputs({"namespace": namespace, "paths": self.paths})

@@ -416,3 +416,79 @@ def test_the_documented_access_matrix_is_the_measured_one():
         assert (EXPECTED_API[name]["catalog"][0] == 200) == can["catalog"], name
     assert set(EXPECTED_CLIENT["anonymous"].values()) == {"refused"}
 
+
+# --------------------------------------------------------------------------- nodes: the node identity in hosts.toml
+
+PINNED_HUB = '[{"name": "dockerhub", "host": "docker.io", "serviceName": "docker-registry-mirror", "clusterIP": "10.43.0.50"}]'
+PRIVATE_FILES = ("registry.neural-hive.local:5000/hosts.toml", "37.60.241.150:30500/hosts.toml")
+
+
+def configurator_files(run) -> tuple[dict, dict, dict]:
+    """(the files Secret's stringData, whether it was a secret, path -> mode on the DaemonSet's volume)."""
+    secret = next(r for r in run.resources if r.name == "node-configurator-files")
+    daemonset = next(r for r in run.resources if r.name == "node-configurator-daemonset")
+    assert not is_secret_wrapper(daemonset.inputs["spec"])  # paths and modes only: readable in a preview
+    (desired,) = [v for v in manifest(run, "DaemonSet", "registry-node-configurator")["spec"]["template"]["spec"]["volumes"]
+                  if v["name"] == "desired"]
+    data = manifest(run, "Secret", "node-configurator-files")["stringData"]
+    by_path = {item["key"]: item["path"] for item in desired["secret"]["items"]}
+    return ({by_path[k]: v for k, v in data.items()}, is_secret_wrapper(secret.inputs["stringData"]),
+            {item["path"]: item["mode"] for item in desired["secret"]["items"]})
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_the_node_configurator_carries_the_node_identity_only_with_auth(stack):
+    run = program(stack, nodeConfigurator="on", mirrors=PINNED_HUB)
+    files, secret, modes = configurator_files(run)
+    assert secret is True  # the files Secret is a Pulumi secret either way
+    assert set(files) == {"docker.io/hosts.toml", *PRIVATE_FILES}
+    assert "Authorization" not in files["docker.io/hosts.toml"] and modes["docker.io/hosts.toml"] == 0o644
+    if stack == "production":
+        header = auth.basic_authorization("node", run.outputs["registryCredentials"]["node"])
+        for path in PRIVATE_FILES:
+            # for `server` and for the [host]: containerd has no other place for credentials in hosts.toml
+            assert files[path].count(f'Authorization = "{header}"') == 2, files[path]
+            assert modes[path] == 0o600
+        other = [p for name, p in run.outputs["registryCredentials"].items() if name != "node"]
+        assert not [p for p in other if any(p in text for text in files.values())]  # the node identity only
+    else:  # staging is open: nothing to carry
+        assert not [path for path, text in files.items() if "Authorization" in text]
+        assert set(modes.values()) == {0o644}
+
+
+def test_render_writes_the_node_identity_redacted_unless_show_secrets(tmp_path):
+    from registry_ha import render
+
+    config, secret_keys = load_stack_config("production")
+    config["registry-ha:mirrors"] = PINNED_HUB
+    settings = settings_for("production", mirrors=PINNED_HUB)
+    run = run_program("production", config=config, secret_keys=secret_keys)
+    render.write_render(run, tmp_path / "redacted", settings=settings)
+    render.write_render(run, tmp_path / "shown", show_secrets=True, settings=settings)
+    header = auth.basic_authorization("node", run.outputs["registryCredentials"]["node"])
+    for path in PRIVATE_FILES:
+        redacted, shown = (tmp_path / d / "nodes/etc/containerd/certs.d" / path for d in ("redacted", "shown"))
+        assert redacted.read_text().count('Authorization = "[secret]"') == 2 and header not in redacted.read_text()
+        assert shown.read_text().count(f'Authorization = "{header}"') == 2
+        assert redacted.stat().st_mode & 0o777 == shown.stat().st_mode & 0o777 == 0o600
+    hub = tmp_path / "redacted/nodes/etc/containerd/certs.d/docker.io/hosts.toml"
+    assert "Authorization" not in hub.read_text() and hub.stat().st_mode & 0o777 == 0o644
+    # an open registry: no header, no note
+    open_run = run_program("staging")
+    render.write_render(open_run, tmp_path / "open", settings=settings_for("staging"))
+    assert "Authorization" not in (tmp_path / "open/nodes/etc/containerd/certs.d" / PRIVATE_FILES[0]).read_text()
+
+
+def test_render_cli_says_where_the_node_identity_goes(tmp_path):
+    import subprocess
+
+    from registry_ha.mock_engine import REPO_ROOT
+
+    result = subprocess.run([str(REPO_ROOT / "scripts/deploy-registry-ha.sh"), "render", "production", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert ("authEnabled: the private registry's hosts.toml carry the node identity's Authorization header (0600), "
+            "written as [secret]: put in the real one") in result.stdout
+    staging = subprocess.run([str(REPO_ROOT / "scripts/deploy-registry-ha.sh"), "render", "staging", "--out", str(tmp_path / "s")],
+                             capture_output=True, text=True, timeout=180)
+    assert staging.returncode == 0 and "authEnabled" not in staging.stdout

@@ -17,7 +17,8 @@ State directory layout (mode 0700):
                  trust (`skopeo --cert-dir <state>/tls/ca`, `curl --cacert <state>/tls/ca/ca.crt`)
   s3/ redis/ upstream/   data (kept across down/up); prometheus/ the TSDB of --with-prometheus
   logs/          one log per process
-  certs.d/       the containerd hosts.toml files for this sandbox (`ctr images pull --hosts-dir <state>/certs.d`)
+  certs.d/       the containerd hosts.toml files for this sandbox (`ctr images pull --hosts-dir <state>/certs.d`);
+                 with --auth the private registry's carry the node identity's header (0600)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from registry_ha.auth import basic_authorization
 from registry_ha.containerd import NodeEndpoints, NodeFiles, node_files
 from registry_ha.registry_config import Credentials, Endpoints
 from registry_ha.sandbox import front, lb, procs, prometheus, redis, registry, s3, token
@@ -284,6 +286,14 @@ class Sandbox:
             registry=registry,
             node_port=registry,
         )
+
+    def node_authorization(self) -> Optional[str]:
+        """With auth: the node identity's Authorization header, which the program writes into the private
+        registry's hosts.toml (0600); None for an open registry."""
+        if not self.auth:
+            return None
+        user = self.settings.access.node_user
+        return basic_authorization(user, self.user_passwords()[user])
 
     def node_files(self, authorization: Optional[str] = None) -> NodeFiles:
         ca = self.ca_cert.read_text() if self.tls and self.ca_cert.exists() else None
@@ -550,7 +560,7 @@ class Sandbox:
             self.down(out=out)
             raise
         shutil.rmtree(self.certs_dir, ignore_errors=True)
-        self.write_node_files(self.certs_dir)
+        self.write_node_files(self.certs_dir, self.node_authorization())
 
     def down(self, out=sys.stderr) -> list[str]:
         stopped = []

@@ -11,7 +11,9 @@ UNAUTHORIZED (never 403 DENIED): an identity that may not gets `error="insuffici
 Also: tokens from another issuer (a second, real docker_auth with its own key and issuer, and a token
 signed with the sandbox's own key but another issuer) and expired tokens are refused; the realm follows
 the address the client used (LB, a replica as the NodePort would reach it, a NodePort Host) and /auth
-there is the token server; test-registry-ha.sh and push-with-fallback.sh work with the token server.
+there is the token server; test-registry-ha.sh and push-with-fallback.sh work with the token server; the
+node files `local up --auth` writes (the program's) carry the node identity, which containerd sends to the
+token realm only from 2.1 on.
 """
 from __future__ import annotations
 
@@ -388,28 +390,33 @@ def containerd_version(binary: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def test_hosts_toml_header_is_enough_only_from_containerd_2_1(authed, seeded, containerd, tmp_path):
-    """Route (a) for nodes: the node credential as a hosts.toml [header] (auth.node_registry_auth). containerd
-    sends it to the registry but, before 2.1, not to the token realm: there the pull fails and nodes need CRI
-    credentials (a pull secret, or registry.configs) instead. This machine's containerd decides the expectation."""
+def test_node_files_carry_the_node_identity_which_containerd_sends_to_the_realm_from_2_1(authed, seeded, containerd):
+    """Route (a) for nodes: the hosts.toml files `local up --auth` writes (the program's node_files, as render
+    and the node configurator write them) carry the node identity's header for the private registry's names,
+    0600. containerd sends it to the registry but, before 2.1, not to the token realm: there the pull fails
+    and nodes need CRI credentials (a pull secret, or registry.configs) instead. This machine's containerd
+    decides the expectation."""
     ep = authed.endpoint
-    node = auth.node_registry_auth(authed.settings, password(authed, "node"))
-    header = node.hosts_toml_headers()[authed.settings.registry_address]["Authorization"]
+    name = authed.settings.registry_address  # registry.neural-hive.local:5000, dialled through the LB
+    header = auth.node_registry_auth(authed.settings, password(authed, "node")).authorization
+    for address in (name, authed.settings.secondary_address):
+        hosts = authed.certs_dir / address / "hosts.toml"
+        assert hosts.stat().st_mode & 0o777 == 0o600, address
+        assert hosts.read_text().count(f'Authorization = "{header}"') == 2, hosts.read_text()  # server and host
     # the header itself is right: the realm gives a pull token for the credential it carries
     user, secret = base64.b64decode(header.split()[1]).decode().split(":", 1)
-    assert imagetools.fetch_token({"realm": f"http://{ep}/auth", "service": auth.service(authed.settings),
-                                   "scope": f"repository:{REPO}:pull"}, imagetools.RegistryAccess(user, secret))
-    directory = tmp_path / "certs.d" / ep
-    directory.mkdir(parents=True)
-    hosts = directory / "hosts.toml"
-    hosts.write_text(f'server = "http://{ep}"\n\n[host."http://{ep}"]\n  capabilities = ["pull", "resolve"]\n'
-                     f'  [host."http://{ep}".header]\n    Authorization = "{header}"\n')
-    hosts.chmod(0o600)  # it holds the password
-    containerd.ctr("images", "rm", f"{ep}/{REPO}:v1")
-    result = containerd.pull(f"{ep}/{REPO}:v1", hosts_dir=tmp_path / "certs.d")
+    assert user == "node" and imagetools.fetch_token(
+        {"realm": f"http://{ep}/auth", "service": auth.service(authed.settings), "scope": f"repository:{REPO}:pull"},
+        imagetools.RegistryAccess(user, secret))
+    ref = f"{name}/{REPO}:v1"
+    containerd.ctr("images", "rm", ref)
+    result = containerd.pull(ref, authed.certs_dir)
     version = containerd_version(containerd.binary)
-    print(f"\ncontainerd {version}: hosts.toml header only -> rc {result.returncode}")
+    print(f"\ncontainerd {version}: the node files' header only -> rc {result.returncode}")
     if version >= auth.CONTAINERD_HEADER_AUTH_MIN_VERSION:
         assert result.returncode == 0, result.stderr
     else:
         assert result.returncode != 0 and "401" in result.stderr, result.stderr
+    # the control: the same files with the credential offered to the realm (as kubelet's pull secret does) pull
+    with_credentials = containerd.pull(ref, authed.certs_dir, user=f"node:{password(authed, 'node')}")
+    assert with_credentials.returncode == 0, with_credentials.stderr
