@@ -350,6 +350,22 @@ def test_auth_wiring_per_stack(stack):
     allow = network_policy_specs(settings_for(stack))["registry-allow-clients"]
     assert "docker-registry-mirror" in allow["podSelector"]["matchExpressions"][0]["values"]
     assert allow["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5000}]
+    # :5000 is the auth proxy's with auth; the registry behind it (:5002) and the token server (:5003) are
+    # admitted by no NetworkPolicy: only the proxy, in the same pod, reaches them
+    pod = deployment["spec"]["template"]["spec"]
+    ports = {p["name"]: (c["name"], p["containerPort"]) for c in pod["containers"] for p in c["ports"]}
+    assert ports["http"] == ("auth-proxy" if stack == "production" else "registry", 5000)
+    admitted = {p["port"] for m in run.manifests() if m["kind"] == "NetworkPolicy"
+                for rule in m["spec"].get("ingress", []) for p in rule.get("ports", [])}
+    assert admitted == {5000, 5001, 6379}
+    # the scrape: the metrics Service targets the registry container's debug port, whatever owns :5000
+    assert ports["debug"] == ("registry", 5001)
+    metrics = manifest(run, "Service", "docker-registry-metrics")["spec"]
+    assert metrics["ports"] == [{"name": "metrics", "port": 5001, "targetPort": "debug", "protocol": "TCP"}]
+    assert metrics["type"] == "ClusterIP"
+    if stack == "production":  # its stack file turns the ServiceMonitor on
+        monitor = manifest(run, "ServiceMonitor", "docker-registry")["spec"]
+        assert monitor["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
 
 
 def test_no_secret_leaves_the_program_but_the_secret_output():

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import require_token_server
+from conftest import require_binary, require_token_server
 from registry_ha import auth, imagetools
-from registry_ha.sandbox import procs
+from registry_ha.sandbox import procs, prometheus
 from registry_ha.sandbox import token as sandbox_token
 from registry_ha.sandbox.core import Sandbox
 
@@ -330,6 +330,36 @@ def test_realm_follows_the_address_the_client_used(authed, seeded, skopeo_bin, w
     assert pulled.returncode == 0, pulled.stderr
     # the health check the LB and the kubelet use needs no token
     assert imagetools.plain_request(authed.endpoint, "GET", "/")[0] == 200
+
+
+# --------------------------------------------------------------------------- monitoring behind the auth proxy
+
+
+def test_prometheus_scrapes_the_debug_ports_without_a_token(authed, seeded):
+    """The auth proxy owns the registry's :5000, not its debug port: a real Prometheus with the program's rules
+    (the sandbox's, as the ServiceMonitor scrapes the metrics Service's `debug` target) scrapes every replica
+    with no credentials and sees the token-auth traffic; the proxy serves neither /metrics nor /debug/."""
+    require_binary("prometheus")
+    authed.enable_prometheus()
+    authed.start("prometheus")
+    try:
+        address = authed.components["prometheus"].address
+
+        def scraped() -> list[str]:
+            return sorted(t["labels"]["pod"] for t in prometheus.api(address, "targets")["activeTargets"]
+                          if t["health"] == "up")
+
+        assert procs.wait_until(lambda: scraped() == sorted(authed.replica_names()), 30, 0.5), scraped()
+        # the seeded pushes (admin, through the token flow) are counted by the registries behind the proxy
+        pushes = 'sum(registry_http_requests_total{job="docker-registry-metrics",handler="manifest",code="201"})'
+        assert procs.wait_until(lambda: float((prometheus.query(address, pushes) or [{"value": [0, "0"]}])[0]["value"][1]) > 0,
+                                30, 0.5)
+    finally:
+        authed.stop("prometheus")
+    for where in [authed.endpoint, *replica_addresses(authed)]:
+        for path in ("/metrics", "/debug/metrics", "/debug/vars", "/debug/health"):
+            status, _, body = imagetools.plain_request(where, "GET", path)
+            assert status != 200 and b"registry_http_requests_total" not in body and b"memstats" not in body, (where, path)
 
 
 # --------------------------------------------------------------------------- the scripts
