@@ -125,10 +125,13 @@ def _up(args) -> int:
                   f"-u {user} --password-stdin {ep} < <(jq -r .auth_passwords.{user} "
                   f"{sandbox.state_dir / 'secrets.json'})")
         state_arg = f" --state-dir {args.state_dir}" if args.state_dir != str(DEFAULT_STATE_DIR) else ""
+        # with auth the checks push and delete: as the first identity (admin by default), password from the file
+        as_user = (f"REGISTRY_USERNAME={status['auth_users'][0]} REGISTRY_PASSWORD=\"$(jq -r .auth_passwords."
+                   f"{status['auth_users'][0]} {sandbox.state_dir / 'secrets.json'})\" ") if sandbox.auth else ""
         print(
             f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
             f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
-            f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
+            f"\ntest: {as_user}./scripts/test-registry-ha.sh --registry {ep}"
             + "".join(f" --mirror {address}" for address in list(status["mirrors"].values())[:1])
             + " --no-kubectl"  # the sandbox has no pods; kubectl's current context is some cluster
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"

@@ -162,6 +162,9 @@ class Sandbox:
         if tls and not any(k.endswith("tlsSecretName") and v for k, v in raw.items()):
             raw["registry-ha:tlsSecretName"] = SANDBOX_TLS_SECRET
         image = lane_image(registry_version)
+        if auth and image is not None and not image.startswith("registry:3"):
+            # named after the arguments given (the stack's authEnabled alone gets the config key's line)
+            raise SandboxUsageError(f"--auth: token auth needs Distribution 3.x, not --registry-version {registry_version}")
         if image is not None:
             raw["registry-ha:image"] = image
             raw.pop("registry-ha:configSchema", None)
