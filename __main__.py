@@ -2,7 +2,8 @@
 
     clients ──> internal LB registry.neural-hive.local:5000 ─┐      ┌─> S3 bucket (SSE, TLS-only)
             └─> <node>:30500 (NodePort) ─────────────────────┼─> docker-registry x3 ─┤
-                                                              │      └─> Redis (blob descriptors, db 0)
+                 (authEnabled: /auth -> token server in each  │      └─> Redis (blob descriptors, db 0)
+                  pod; push/pull/delete by role)              │
     nodes ───> <cache ClusterIP>:5000, one cache per upstream ┘  each cache: own S3 prefix, own Redis db
                (docker.io, ghcr.io, ...) ──> the upstream
     node configurator (opt-in DaemonSet) ──> /etc/containerd/certs.d/<registry>/hosts.toml on every node
@@ -10,6 +11,7 @@
 """
 import pulumi
 
+from components.auth import TokenAuth, TokenAuthArgs
 from components.monitoring import Monitoring, MonitoringArgs
 from components.namespace import RegistryNamespace, RegistryNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
@@ -25,6 +27,11 @@ settings = from_pulumi_config()
 namespace = RegistryNamespace("namespace", RegistryNamespaceArgs(settings=settings))
 storage = RegistryStorage("storage", RegistryStorageArgs(settings=settings.storage, stack=settings.stack))
 redis = RedisCache("redis", RedisCacheArgs(settings=settings, namespace=namespace.name))
+token_auth = (
+    TokenAuth("auth", TokenAuthArgs(settings=settings, namespace=namespace.name))
+    if settings.access.auth_enabled
+    else None
+)
 
 
 def registry_args(role: str, cache=None) -> RegistryArgs:
@@ -38,6 +45,7 @@ def registry_args(role: str, cache=None) -> RegistryArgs:
         redis_address=redis.address,
         redis_password=redis.password,
         cache=cache,
+        token_auth=token_auth if role == "private" else None,
     )
 
 
@@ -50,8 +58,12 @@ if settings.monitoring.enabled:
     Monitoring("monitoring", MonitoringArgs(settings=settings, namespace=namespace.name))
 
 cache_ips = pulumi.Output.all(*[c.cluster_ip for c in caches.values()]).apply(lambda ips: dict(zip(caches, ips)))
-# Nodes send no credentials: htpasswd users have no roles, so any of them on every node could push and delete.
-files = cache_ips.apply(lambda ips: node_files(settings, cluster_endpoints(settings, ips), authorization=None))
+# With authEnabled the private registry's hosts.toml carry the pull-only node identity (files 0600, a
+# secret Output); containerd 2.1+ sends it to the token realm, older nodes need pullSecretNamespaces.
+node_authorization = token_auth.node_authorization if token_auth is not None else None
+files = pulumi.Output.all(cache_ips, node_authorization).apply(
+    lambda v: node_files(settings, cluster_endpoints(settings, v[0]), authorization=v[1])
+)
 if settings.nodes.configurator != "off":
     NodeConfigurator("node-configurator", NodeConfiguratorArgs(settings=settings, files=files))
 
@@ -73,6 +85,6 @@ pulumi.export("bucketName", storage.bucket_name)
 pulumi.export("region", settings.storage.region)
 pulumi.export("iamUserName", storage.user_name)
 pulumi.export("namespace", namespace.name)
-if registry.credentials is not None:
-    # authEnabled: {user: password}, a secret output (`pulumi stack output --show-secrets registryCredentials`).
-    pulumi.export("registryCredentials", registry.credentials)
+if token_auth is not None:
+    # {user: password}, a secret output (`pulumi stack output --show-secrets registryCredentials`).
+    pulumi.export("registryCredentials", token_auth.credentials)

@@ -19,6 +19,7 @@ from registry_ha.nodes import (
     FILES_SECRET,
     SCRIPT_CONFIGMAP,
     SCRIPT_KEY,
+    daemonset_annotations,
     daemonset_spec,
     files_secret_data,
     namespace_metadata,
@@ -43,8 +44,8 @@ class NodeConfigurator(pulumi.ComponentResource):
         self.namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata=namespace_metadata(), opts=child)
         namespace = self.namespace.metadata.apply(lambda m: m["name"])
 
-        def meta(object_name: str):
-            return namespace.apply(lambda ns: metadata(object_name, ns, APP, COMPONENT, settings.stack))
+        def meta(object_name: str, annotations: Optional[dict] = None):
+            return namespace.apply(lambda ns: metadata(object_name, ns, APP, COMPONENT, settings.stack, annotations))
 
         self.script = k8s.core.v1.ConfigMap(
             f"{name}-script", metadata=meta(SCRIPT_CONFIGMAP), data={SCRIPT_KEY: script()}, opts=child
@@ -60,11 +61,13 @@ class NodeConfigurator(pulumi.ComponentResource):
                 opts=child,
             )
             depends_on.append(self.files)
+        # The files are a secret when they carry the node identity's header; the spec and the paths hold
+        # only their paths and modes (the content is in the Secret above), so they stay readable in a preview.
         self.daemonset = k8s.apps.v1.DaemonSet(
             f"{name}-daemonset",
-            metadata=meta(APP),
-            spec=files.apply(lambda f: daemonset_spec(settings, f)),
+            metadata=meta(APP, daemonset_annotations(settings)),
+            spec=pulumi.Output.unsecret(files.apply(lambda f: daemonset_spec(settings, f))),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
-        self.paths = files.apply(lambda f: [node_file.path for node_file in f.files])
+        self.paths = pulumi.Output.unsecret(files.apply(lambda f: [node_file.path for node_file in f.files]))
         self.register_outputs({"namespace": namespace, "paths": self.paths})

@@ -10,6 +10,7 @@ import pulumi_random as random
 
 from registry_ha.k8s import (
     Names,
+    checkov_annotations,
     metadata,
     redis_address,
     redis_conf,
@@ -40,9 +41,9 @@ class RedisCache(pulumi.ComponentResource):
         self.password = pulumi.Output.secret(self.random_password.result)
         conf = self.password.apply(lambda pw: redis_conf(settings, pw))
 
-        def meta(object_name: str) -> pulumi.Output:
+        def meta(object_name: str, annotations: Optional[dict] = None) -> pulumi.Output:
             return pulumi.Output.from_input(args.namespace).apply(
-                lambda ns: metadata(object_name, ns, names.app, "cache", settings.stack)
+                lambda ns: metadata(object_name, ns, names.app, "cache", settings.stack, annotations)
             )
 
         self.secret = k8s.core.v1.Secret(
@@ -55,7 +56,7 @@ class RedisCache(pulumi.ComponentResource):
         checksum = pulumi.Output.unsecret(conf.apply(config_checksum))
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=meta(names.app),
+            metadata=meta(names.app, checkov_annotations([settings.redis.image])),
             spec=checksum.apply(lambda c: redis_deployment_spec(settings, c)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secret]),
         )

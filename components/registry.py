@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,22 +17,24 @@ import pulumi_random as random
 
 from registry_ha.gc_job import COMPONENT as GC_COMPONENT
 from registry_ha.gc_job import gc_app, gc_report_cronjob_spec, report_name
+from registry_ha import auth
 from registry_ha.k8s import (
     Names,
     Role,
+    checkov_annotations,
     lb_annotations,
     metadata,
     metrics_service_spec,
     cache_service_spec,
     pdb_spec,
     registry_deployment_spec,
+    registry_pod_images,
     registry_service_spec,
     service_monitor_spec,
 )
 from registry_ha.registry_config import (
     CONFIG_KEY,
     CREDENTIAL_HELPER_KEY,
-    HTPASSWD_KEY,
     UPSTREAM_CREDENTIALS_KEY,
     Credentials,
     Endpoints,
@@ -40,12 +42,14 @@ from registry_ha.registry_config import (
     config_checksum,
     credential_helper_script,
     dump_config,
-    htpasswd_file,
     pod_security_paths,
     secret_files,
     upstream_credentials_json,
 )
 from registry_ha.settings import REGISTRY_PORT, CacheSettings, Settings
+
+if TYPE_CHECKING:
+    from components.auth import TokenAuth
 
 
 @dataclass
@@ -59,6 +63,7 @@ class RegistryArgs:
     redis_address: str
     redis_password: pulumi.Input[str]
     cache: Optional[CacheSettings] = None  # role mirror: which cache
+    token_auth: Optional["TokenAuth"] = None  # the private registry with authEnabled
 
 
 class Registry(pulumi.ComponentResource):
@@ -66,7 +71,6 @@ class Registry(pulumi.ComponentResource):
     cluster_address: str
     cluster_ip: pulumi.Output[str]  # what nodes dial (kube-proxy serves it on every node)
     load_balancer_address: pulumi.Output[Optional[str]]
-    credentials: Optional[pulumi.Output]  # secret {user: password} when authEnabled (private registry)
 
     def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("registry-ha:registry:Registry", name, None, opts)
@@ -86,26 +90,9 @@ class Registry(pulumi.ComponentResource):
         # breaks uploads whose requests land on different replicas: BLOB_UPLOAD_INVALID).
         self.http_secret = random.RandomPassword(f"{name}-http-secret", length=48, special=False, opts=child)
 
-        # Opt-in htpasswd auth (private registry only): one pulumi-random password per user; its
-        # bcrypt_hash is the htpasswd entry, so no plaintext password is ever in the Secret.
-        self.user_passwords: dict[str, random.RandomPassword] = {}
-        if role == "private" and settings.access.auth_enabled:
-            for user in settings.access.auth_users:
-                self.user_passwords[user] = random.RandomPassword(
-                    f"{name}-user-{user}", length=32, special=False, opts=child
-                )
-        users = list(self.user_passwords)
-        htpasswd_text: Optional[pulumi.Output] = None
-        self.credentials = None
-        if users:
-            htpasswd_text = pulumi.Output.all(*[self.user_passwords[u].bcrypt_hash for u in users]).apply(
-                lambda hashes: htpasswd_file(dict(zip(users, hashes)))
-            )
-            self.credentials = pulumi.Output.secret(
-                pulumi.Output.all(*[self.user_passwords[u].result for u in users]).apply(
-                    lambda passwords: dict(zip(users, passwords))
-                )
-            )
+        token_auth = args.token_auth if role == "private" else None
+        if (token_auth is not None) != (role == "private" and settings.access.auth_enabled):
+            raise ValueError("the private registry takes token_auth exactly when authEnabled is set")
         paths = pod_security_paths(settings, role)
 
         upstream_password = cache.password if cache else None
@@ -139,12 +126,14 @@ class Registry(pulumi.ComponentResource):
             )
         )
         # config.yml holds the S3 keys, the http secret and the Redis password: a Secret, never a ConfigMap.
-        # The other files sit next to it: htpasswd (bcrypt hashes), the cache's credential helper and
-        # the upstream credentials it prints.
+        # The other files sit next to it: the token signing certificates (authEnabled), the cache's
+        # credential helper and the upstream credentials it prints; and the auth proxy's haproxy.cfg.
         files = secret_files(settings, role, cache=cache)
         secret_data = {CONFIG_KEY: pulumi.Output.secret(config_text)}
-        if htpasswd_text is not None:
-            secret_data[HTPASSWD_KEY] = pulumi.Output.secret(htpasswd_text)
+        if token_auth is not None:
+            secret_data[auth.BUNDLE_KEY] = token_auth.certificate_bundle
+            secret_data[auth.JWKS_KEY] = token_auth.jwks
+            secret_data[auth.PROXY_CONFIG_KEY] = auth.proxy_config([auth.pod_proxy_site(settings)])
         if CREDENTIAL_HELPER_KEY in files:
             secret_data[CREDENTIAL_HELPER_KEY] = credential_helper_script(cache, settings.registry.schema, endpoints)
         if UPSTREAM_CREDENTIALS_KEY in files:
@@ -161,16 +150,19 @@ class Registry(pulumi.ComponentResource):
             opts=child,
         )
         # The digest of a document holding 48+ random characters reveals nothing; unsecret it so
-        # that `pulumi preview` shows when the pods are about to roll. Users added or removed roll them too.
-        checksum_input = pulumi.Output.all(*[secret_data[key] for key in sorted(secret_data)]).apply(
-            lambda texts: "\n---\n".join(texts)
-        )
+        # that `pulumi preview` shows when the pods are about to roll. A change to the token server's
+        # Secret (users, passwords, the signing key) rolls them too.
+        rolled_by = [secret_data[key] for key in sorted(secret_data)]
+        if token_auth is not None:
+            rolled_by.append(token_auth.checksum)
+        checksum_input = pulumi.Output.all(*rolled_by).apply(lambda texts: "\n---\n".join(texts))
         self.checksum = pulumi.Output.unsecret(checksum_input.apply(config_checksum))
+        depends_on = [self.config_secret] + ([token_auth.token_secret] if token_auth is not None else [])
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata=meta(names.app),
+            metadata=meta(names.app, annotations=checkov_annotations(registry_pod_images(settings, role))),
             spec=self.checksum.apply(lambda c: registry_deployment_spec(settings, role, c, cache)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config_secret]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
 
         if role == "private":

@@ -25,6 +25,8 @@ SCHEMAS = ("v2", "v3")
 # Labelling one of these `enforce: restricted` and putting a default-deny policy in it breaks the cluster.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MAX_AUTH_USERS = 20
+AUTH_ROLES = ("pull", "push", "admin")  # pull: pull; push: pull and push; admin: everything, delete included
+MAX_SIGNING_KEYS = 3
 # redis.conf keeps Redis's default of 16 databases: db 0 is the private registry's, one each for the caches.
 REDIS_DATABASES = 16
 MAX_CACHES = REDIS_DATABASES - 1
@@ -170,14 +172,34 @@ def node_address(value: str) -> Optional[str]:
 
 def auth_users(value: tuple[str, ...]):
     if len(value) > MAX_AUTH_USERS:
-        return f"at most {MAX_AUTH_USERS} user names", list(value)
-    bad = [user for user in value if not v.AUTH_USER.match(user)]
-    if bad:
-        return "user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit", bad[0]
-    repeated = sorted({user for user in value if value.count(user) > 1})
+        return f"at most {MAX_AUTH_USERS} users", list(value)
+    for entry in value:
+        name, sep, role = entry.partition(":")
+        if not sep or role not in AUTH_ROLES:
+            return f"name:role entries with role {', '.join(AUTH_ROLES)}, such as ci:push", entry
+        if not v.AUTH_USER.match(name):
+            return "user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit", entry
+    names = [entry.partition(":")[0] for entry in value]
+    repeated = sorted({name for name in names if names.count(name) > 1})
     return ("distinct user names", repeated[0]) if repeated else None
 
 
+def signing_keys(value: tuple[str, ...]):
+    if not 1 <= len(value) <= MAX_SIGNING_KEYS:
+        return f"1 to {MAX_SIGNING_KEYS} key names (the first signs; during a rotation, two)", list(value)
+    bad = [name for name in value if not v.is_dns_label(name) or len(name) > 20]
+    if bad:
+        return "key names of a-z, 0-9 and '-', at most 20", bad[0]
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    return ("distinct key names", repeated[0]) if repeated else None
+
+
+def namespace_list(value: tuple[str, ...]):
+    bad = [name for name in value if not v.is_dns_label(name)]
+    if bad:
+        return "namespace names (DNS labels)", bad[0]
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    return ("distinct namespaces", repeated[0]) if repeated else None
 def runbook_url(value: str) -> Optional[str]:
     if v.HTTP_URL.match(value) or re.fullmatch(r"[A-Za-z0-9._/-]+\.md", value):
         return None if "#" not in value else "a URL or path without a #fragment (the alert name is appended)"
@@ -385,8 +407,13 @@ KEYS: tuple[Key, ...] = (
     Key("alertRedisErrors", "int", 5, "RegistryRedisCacheErrors: failed Redis lookups on one pod within 5m, sustained 5m.", between(0, 1000000)),
     Key("alertUpstreamErrorPercent", "int", 10, "RegistryCacheUpstreamFailing: percent of the cache's manifest/blob responses that are 404/5xx while nothing comes from upstream (15m window, sustained 10m).", between(1, 100)),
     Key("alertRestarts", "int", 3, "RegistryPodRestarting: restarts of one pod within 30m.", between(1, 100)),
-    Key("authEnabled", "bool", False, "Require htpasswd (basic) auth on the private registry; passwords from pulumi-random, exported as the secret output registryCredentials. Every user may push, pull and delete."),
-    Key("authUsers", "list", ("ci",), "User names for authEnabled (a-z, 0-9, '.', '_', '-'); one generated password each.", auth_users),
+    Key("authEnabled", "bool", True, "Token authentication with roles on the private registry (a docker_auth token server in each registry pod): authUsers may pull, push or delete by role; anonymous clients get nothing."),
+    Key("authUsers", "list", ("admin:admin", "ci:push", "node:pull", "reader:pull"), "name:role per identity (pull, push = pull+push, admin = everything incl. delete); one pulumi-random password each, in the secret output registryCredentials.", auth_users),
+    Key("nodeUser", "str", "node", "The pull identity nodes use: containerd registry auth and the pullSecretNamespaces Secrets.", matches(v.AUTH_USER, "a user name from authUsers")),
+    Key("pullSecretNamespaces", "list", (), "Namespaces that get a kubernetes.io/dockerconfigjson Secret registry-pull holding nodeUser's credential.", namespace_list),
+    Key("tokenSigningKeys", "list", ("k1",), "Names of the token signing keys (RSA, pulumi-tls): the first signs, every one is trusted. Rotate: add one, move it first, drop the old.", signing_keys),
+    Key("tokenServerImage", "str", "cesanta/docker_auth:1.14.0", "Token server image (cesanta/docker_auth), pinned; name:tag@sha256:... pins the digest.", pinned_image("cesanta/docker_auth:1.14.0")),
+    Key("authProxyImage", "str", "haproxy:2.6.17-alpine", "Proxy in each registry pod that serves the token realm /auth next to the registry, pinned.", pinned_image("haproxy:2.6.17-alpine")),
     Key("tlsSecretName", "str", None, "Existing kubernetes.io/tls Secret in the namespace (e.g. from cert-manager); set: the private registry serves HTTPS on :5000.", non_empty(secret_name)),
     Key("tlsCaCertificate", "str", None, "PEM of the CA that signed tlsSecretName's certificate: nodes' hosts.toml trust it (ca.crt). Unset: nodes must trust the certificate already.", non_empty(pem_certificate)),
     Key("nodeConfigurator", "str", "off", "on: a DaemonSet writes the containerd hosts.toml files onto every node; remove: it deletes what it wrote (then set off); off: nothing.", node_configurator_mode),
@@ -489,13 +516,32 @@ def _source_ranges_need_a_load_balancer(values, given) -> Optional[Problem]:
     return None
 
 
-def _auth_users_need_auth(values, given) -> Optional[Problem]:
-    users = list(values["authUsers"])
-    if "authUsers" in given and not values["authEnabled"]:
-        # Users that would silently not exist: refuse rather than ignore.
-        return "authUsers", "only with authEnabled: true", users
-    if values["authEnabled"] and not users:
-        return "authUsers", "at least one user name when authEnabled is true", users
+AUTH_ONLY_KEYS = ("authUsers", "nodeUser", "pullSecretNamespaces", "tokenSigningKeys", "tokenServerImage", "authProxyImage")
+
+
+def _auth_keys_need_auth(values, given) -> Optional[Problem]:
+    if not values["authEnabled"]:
+        for key in AUTH_ONLY_KEYS:
+            if key in given:
+                # Users or Secrets that would silently not exist: refuse rather than ignore.
+                value = values[key]
+                return key, "only with authEnabled: true", list(value) if isinstance(value, tuple) else value
+        return None
+    users = dict(entry.partition(":")[::2] for entry in values["authUsers"])
+    if not users:
+        return "authUsers", "at least one name:role entry when authEnabled is true", []
+    node = values["nodeUser"]
+    if users.get(node) != "pull":
+        pull = sorted(name for name, role in users.items() if role == "pull")
+        allowed = f"a user of role pull in authUsers ({', '.join(pull)})" if pull else "a user of role pull in authUsers (there is none)"
+        return "nodeUser", allowed, node
+    return None
+
+
+def _auth_needs_v3(values, given) -> Optional[Problem]:
+    # 2.8's token auth announces https://<host>/auth/token whatever the scheme, and verifies keys differently.
+    if values["authEnabled"] and (values["configSchema"] or v.image_schema(values["image"])) == "v2":
+        return "authEnabled", "false with a Distribution 2.8 image (token auth needs 3.x)", True
     return None
 
 
@@ -503,7 +549,8 @@ def _tls_secret_not_owned(values, given) -> Optional[Problem]:
     # The program owns these Secrets; mounting one of them as the certificate cannot work.
     name = values["tlsSecretName"]
     caches = cache_entries(values["mirrors"])
-    owned = {f"{values['serviceName']}-config", "registry-redis-config", *(f"{e['serviceName']}-config" for e in caches)}
+    owned = {f"{values['serviceName']}-config", f"{values['serviceName']}-token", "registry-redis-config",
+             *(f"{e['serviceName']}-config" for e in caches)}
     if name in owned:
         return "tlsSecretName", f"a kubernetes.io/tls Secret of its own, not one the program manages ({', '.join(sorted(owned))})", name
     return None
@@ -554,7 +601,8 @@ RULES: tuple[Rule, ...] = (
     _load_balancer_ip_provider,
     _metallb_pool_only_with_metallb,
     _source_ranges_need_a_load_balancer,
-    _auth_users_need_auth,
+    _auth_keys_need_auth,
+    _auth_needs_v3,
     _tls_secret_not_owned,
     _monitoring_needs_service_monitor,
     _alert_settings_need_the_rule,

@@ -18,11 +18,11 @@ cluster's addresses, the local sandbox with its 127.0.0.1 ports (the same files,
 """
 from __future__ import annotations
 
-import base64
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
+from registry_ha.auth import basic_authorization  # noqa: F401  (the header value node_files takes)
 from registry_ha.settings import REGISTRY_PORT, Settings
 
 CERTS_D = "/etc/containerd/certs.d"  # containerd's config_path on the nodes (one directory: 2.1+ takes no list)
@@ -77,11 +77,6 @@ def cluster_endpoints(settings: Settings, cache_ips: Mapping[str, Optional[str]]
     )
 
 
-def basic_authorization(username: str, password: str) -> str:
-    """The Authorization header value for a registry user (htpasswd, or token auth on containerd 2.1+)."""
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
 def _quote(value: str) -> str:
     if any(ord(ch) < 0x20 for ch in value):
         raise ValueError(f"control character in a hosts.toml value: {value!r}")
@@ -121,10 +116,10 @@ def hosts_toml(
 def node_files(settings: Settings, endpoints: NodeEndpoints, authorization: Optional[str] = None) -> NodeFiles:
     """Every file nodes get under certs.d.
 
-    authorization: the Authorization header nodes send to the private registry (`Basic ...`), from
-    the identity nodes pull with; None: nodes send none (image pull secrets, or an open registry).
-    The program passes none for htpasswd auth: its users have no roles, so credentials on every node
-    could push and delete."""
+    authorization: the Authorization header nodes send to the private registry (`Basic ...` of the
+    pull-only node identity, auth.node_registry_auth); None: nodes send none (an open registry). The
+    caches' files never carry it. containerd sends it to the token realm only from 2.1 on: older nodes
+    fetch the token without it and need image pull secrets (pullSecretNamespaces) or CRI credentials."""
     files: list[NodeFile] = []
     skipped: list[str] = []
     for index, cache in enumerate(settings.caches):

@@ -39,7 +39,8 @@ def schema_differences() -> str:
     from registry_ha.settings import load_settings
 
     settings = load_settings(
-        {"registry-ha:s3Endpoint": "https://minio.internal:9000",
+        # token auth is 3.x only (2.8 announces an https realm whatever the scheme): compared without it
+        {"registry-ha:s3Endpoint": "https://minio.internal:9000", "registry-ha:authEnabled": "false",
          "registry-ha:mirrors": json.dumps([{"name": "dockerhub", "host": "docker.io", "username": "user"}]),
          "registry-ha:mirrorPasswords": json.dumps({"dockerhub": "<secret>"})},
         "staging", {"registry-ha:mirrorPasswords"},
@@ -68,7 +69,8 @@ def schema_differences() -> str:
     lines.append(f"| both: where the image reads its config | `{CONFIG_PATHS['v2']}` | `{CONFIG_PATHS['v3']}` |")
     lines += ["", "(Rendered with `s3Endpoint` and Docker Hub credentials set, so every branch shows: `forcepathstyle` "
               "comes with `s3Endpoint`, `proxy.username`/`proxy.password` and `upstream-credentials.json` with "
-              "a cache's `username`. Every other key is the same in both documents.)"]
+              "a cache's `username`. Every other key is the same in both documents. Token auth (`authEnabled`, "
+              "`auth.token`) needs a 3.x image: a stack with auth on refuses a 2.8 image.)"]
     return "\n".join(lines) + "\n"
 
 

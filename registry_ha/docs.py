@@ -52,6 +52,27 @@ def config_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def access_matrix() -> str:
+    """Who can do what with the default identities (authUsers' default), from the ACL roles."""
+    from registry_ha.auth import ROLE_ACTIONS, role_permissions
+    from registry_ha.config_keys import KEYS_BY_NAME
+
+    purpose = {"admin": "operators (deletes, garbage collection)", "ci": "CI (publishes images)",
+               "node": "cluster nodes (`nodeUser`)", "reader": "humans"}
+    yes_no = {True: "yes", False: "no"}
+    lines = ["| identity | role (ACL actions) | for | pull | push | delete | list the catalog |", "|---|---|---|---|---|---|---|"]
+    for entry in KEYS_BY_NAME["authUsers"].default:
+        name, role = entry.split(":", 1)
+        can = role_permissions(role)
+        actions = ", ".join(ROLE_ACTIONS[role])
+        lines.append(f"| `{name}` | {role} (`{actions}`) | {purpose.get(name, '')} | "
+                     + " | ".join(yes_no[can[k]] for k in ("pull", "push", "delete", "catalog")) + " |")
+    lines.append("| anonymous, or a wrong password | none | anyone else | no | no | no | no |")
+    lines.append("| anyone reaching a pull-through cache (no credentials) | the cache is anonymous | pods, `clientCidrs` "
+                 "| yes (upstream images) | no (405) | no | yes |")
+    return "\n".join(lines) + "\n"
+
+
 def _monitoring_settings():
     """Production's settings: its stack file turns the alerts and the dashboard on."""
     from registry_ha.settings import load_settings
@@ -160,12 +181,12 @@ STATUS_KEYS = {
     "components": "one entry per process, below",
 }
 STATUS_COMPONENT_KEYS = {
-    "name": "s3, redis, registry-N, upstream, <cache>-cache (one per mirrors entry), lb, prometheus",
-    "role": "s3, redis, registry, upstream (the stand-in), mirror (a cache), lb, prometheus",
+    "name": "s3, redis, registry-N, upstream, <cache>-cache (one per mirrors entry), lb, prometheus; with --auth token, front",
+    "role": "s3, redis, registry, upstream (the stand-in), mirror (a cache), lb, prometheus, token (docker_auth), front (the auth proxy)",
     "pid": "the process while it runs (identified by pid and start time), else null",
     "address": "where it listens",
     "version": "what the binary reports, e.g. 3.1.1 for the registry",
-    "healthy": "its health check answers (registries: GET / 200; S3: /healthz; Redis: PING)",
+    "healthy": "its health check answers (registries: GET / 200, behind the auth proxy /debug/health; S3: /healthz; Redis: PING)",
     "skipped": "why a component that may fail (the cache) is not running, else null",
 }
 
@@ -223,7 +244,7 @@ OUTPUTS = {
     "secondaryAddress": "<nodeAddress>:<nodePort>, the fallback (REGISTRY_SECONDARY)",
     "loadBalancerAddress": "the internal LoadBalancer's IP or hostname once assigned",
     "hostsLine": "the line for /etc/hosts or the internal DNS",
-    "mirrorAddress": "the Docker Hub cache (ClusterIP name, or <node>:<mirrorNodePort>); null when disabled",
+    "mirrorAddress": "upstream host -> the address nodes' containerd use for its cache (<ClusterIP>:5000)",
     "bucketName": "the S3 bucket",
     "region": "its region",
     "iamUserName": "the IAM user whose access key the registry uses",
@@ -307,6 +328,7 @@ def _day2() -> dict[str, Callable[[], str]]:
 GENERATORS: dict[str, Callable[[], str]] = {
     "registry-iam-policy": registry_iam_policy,
     "config-reference": config_reference,
+    "access-matrix": access_matrix,
     "monitoring-runbook": monitoring_runbook,
     "monitoring-thresholds": monitoring_thresholds,
     "monitoring-timings": monitoring_timings,

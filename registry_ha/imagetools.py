@@ -9,6 +9,8 @@
 - `RegistryAccess`: credentials and TLS trust for a registry with `authEnabled` / `tlsSecretName`,
   read from REGISTRY_USERNAME / REGISTRY_PASSWORD (or --password-stdin) and --tls-verify / --ca-cert.
   The password never reaches argv, output or logs: skopeo gets it in a 0600 temporary auth file.
+- `http_request`: with `access`, the registry token flow (a 401 with a `Bearer realm=...` challenge:
+  ask the realm for a token with the credentials, then repeat the request with it), or plain basic auth.
 
 Only the standard library and skopeo: these run on operator machines and in CI.
 """
@@ -230,20 +232,67 @@ def _classify_exception(exc: BaseException) -> tuple[str, str]:
     return "error", text or type(inner).__name__
 
 
-def http_request(url: str, method: str = "GET", headers: Optional[dict] = None, timeout: float = 5.0,
-                 data: Optional[bytes] = None, access: Optional[RegistryAccess] = None) -> tuple[int, dict, bytes]:
-    """(status, headers, body); HTTP errors are answers, not exceptions. Network errors raise.
-    With `access`: its Authorization header, and its TLS verification for https URLs."""
-    headers = dict(headers or {})
-    if access is not None and access.authorization():
-        headers["Authorization"] = access.authorization()
+def _send(url: str, method: str, headers: dict, timeout: float, data: Optional[bytes],
+          access: RegistryAccess) -> tuple[int, dict, bytes]:
     request = urllib.request.Request(url, method=method, headers=headers, data=data)
-    context = (access or ANONYMOUS).ssl_context() if url.startswith("https") else None
+    context = access.ssl_context() if url.startswith("https") else None
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers or {}), exc.read() if exc.fp else b""
+
+
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+def bearer_challenge(headers: Mapping[str, str]) -> Optional[dict[str, str]]:
+    """The parameters of a `WWW-Authenticate: Bearer realm="...",service="...",scope="...",error="..."`
+    answer (the registry token protocol), or None for any other challenge."""
+    value = next((v for k, v in headers.items() if k.lower() == "www-authenticate"), "")
+    if not value.lower().startswith("bearer "):
+        return None
+    return dict(_CHALLENGE_PARAM.findall(value))
+
+
+def fetch_token(challenge: Mapping[str, str], access: RegistryAccess, timeout: float = 5.0) -> Optional[str]:
+    """A token from the challenge's realm, for its service and scope, with `access`'s credentials (or
+    anonymously); None when the realm refuses. TLS verification applies to the realm as to the registry,
+    and with --tls-verify a plain-http realm is refused (the credentials would travel in clear)."""
+    realm = challenge.get("realm", "")
+    if not realm.startswith(("http://", "https://")) or (access.tls_verify and not realm.startswith("https://")):
+        return None
+    query = urllib.parse.urlencode({k: challenge[k] for k in ("service", "scope") if challenge.get(k)})
+    headers = {"Authorization": access.authorization()} if access.has_credentials else {}
+    status, _, body = _send(realm + ("?" + query if query else ""), "GET", headers, timeout, None, access)
+    if status != 200:
+        return None
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer.get("token") or answer.get("access_token")
+
+
+def http_request(url: str, method: str = "GET", headers: Optional[dict] = None, timeout: float = 5.0,
+                 data: Optional[bytes] = None, access: Optional[RegistryAccess] = None) -> tuple[int, dict, bytes]:
+    """(status, headers, body); HTTP errors are answers, not exceptions. Network errors raise.
+    With `access`: basic auth, or a token when the registry answers with a Bearer challenge (token
+    auth); and its TLS verification for https URLs. A refusal stays the registry's own answer: its
+    status, and its WWW-Authenticate (`error="insufficient_scope"` when the identity may not)."""
+    headers = dict(headers or {})
+    access = access or ANONYMOUS
+    if access.has_credentials:
+        headers["Authorization"] = access.authorization()
+    status, response_headers, body = _send(url, method, headers, timeout, data, access)
+    challenge = bearer_challenge(response_headers) if status == 401 else None
+    if challenge is None or challenge.get("error"):  # an error: the token we could get would not do either
+        return status, response_headers, body
+    token = fetch_token(challenge, access, timeout)
+    if token is None:
+        return status, response_headers, body
+    headers["Authorization"] = f"Bearer {token}"
+    return _send(url, method, headers, timeout, data, access)
 
 
 def plain_request(address: str, method: str, path: str, body: Optional[bytes] = None,
@@ -278,6 +327,8 @@ def probe_v2(address: str, timeout: float = 3.0, access: Optional[RegistryAccess
         except (urllib.error.URLError, OSError) as exc:
             reason, detail = _classify_exception(exc)
             result = Probe(False, reason, detail, scheme, seconds=time.monotonic() - start)
+            if scheme == "http" and isinstance(getattr(exc, "reason", exc), (ConnectionResetError, http.client.RemoteDisconnected)):
+                continue  # a TLS-only port (an auth proxy ending TLS) hangs up on plain HTTP
             if reason in ("refused", "timeout", "dns"):
                 break  # the other scheme would fail the same way, only slower
             continue

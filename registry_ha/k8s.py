@@ -8,13 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from registry_ha import auth
 from registry_ha.registry_config import CONFIG_PATHS, METRICS_PATH, TLS_MOUNT, secret_files
 from registry_ha.settings import DEBUG_PORT, REDIS_PORT, REGISTRY_PORT, CacheSettings, ExposureSettings, Settings
+from registry_ha.validators import image_has_digest
 
 PART_OF = "neural-hive-registry"
 CHECKSUM_ANNOTATION = "checksum/config"
-REGISTRY_UID = 1000
-REDIS_UID = 999  # the redis user of the official alpine image
+# Above 10000 (checkov CKV_K8S_40: no overlap with host users). The images do not care which UID runs
+# them: registry:3 has no USER and reads only the mounted config (storage is S3); redis is started
+# with `redis-server` directly (not the entrypoint that chowns and drops to uid 999) and writes only
+# to its emptyDir; haproxy and docker_auth read their mounted config and write nothing.
+REGISTRY_UID = 10001
+REDIS_UID = 10002
+REDIS_PASSWORD_FILE = "/etc/redis/password"
 
 Role = Literal["private", "mirror"]
 # Distribution 3.x exports traces to localhost:4318 by default and logs an error for each failed export.
@@ -28,11 +35,12 @@ class Names:
     app: str  # app.kubernetes.io/name, Deployment and Service name
     config_secret: str
     metrics_service: str
+    token_secret: str = ""  # the token server's config and signing key (private registry, authEnabled)
 
     @staticmethod
     def for_registry(settings: Settings, role: Role = "private", cache: Optional[CacheSettings] = None) -> "Names":
         app = settings.registry.service_name if cache is None else cache.service_name
-        return Names(app=app, config_secret=f"{app}-config", metrics_service=f"{app}-metrics")
+        return Names(app=app, config_secret=f"{app}-config", metrics_service=f"{app}-metrics", token_secret=f"{app}-token")
 
     @staticmethod
     def for_redis() -> "Names":
@@ -103,6 +111,32 @@ def container_security_context(uid: int) -> dict:
 def resources(cpu_request: str, memory_request: str, memory_limit: str) -> dict:
     # No CPU limit: throttling a registry mid-transfer hurts more than it protects.
     return {"requests": {"cpu": cpu_request, "memory": memory_request}, "limits": {"memory": memory_limit}}
+
+
+# checkov's annotation, `checkov.io/skipN: <check>=<reason>`; checkov splits on '=', so a reason has none.
+CHECKOV_NO_CPU_LIMIT = ("CKV_K8S_11", "no CPU limit on purpose: CFS throttling stalls transfers and probes; "
+                        "CPU requests reserve the share")
+
+
+def checkov_annotations(images: list[str], waivers: tuple[tuple[str, str], ...] = (CHECKOV_NO_CPU_LIMIT,)) -> dict:
+    """Waivers for the checks this design fails on purpose, each with its reason. The digest checks are
+    waived only while an image is pinned by tag: with name:tag@sha256:... they pass and no waiver is set."""
+    skips = list(waivers)
+    by_tag = sorted({image for image in images if not image_has_digest(image)})
+    if by_tag:
+        skips.append(("CKV_K8S_43", f"pinned by tag ({', '.join(by_tag)}); pin digests with the image keys as "
+                                    "name:tag@sha256:<digest> (docs/security.md)"))
+        skips.append(("CKV_K8S_15", "IfNotPresent: the stack pins each tag; a digest pin makes the pull policy moot"))
+    if any(reason.count("=") for _, reason in skips):
+        raise ValueError("a checkov skip reason must not contain '='")
+    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(skips, start=1)}
+
+
+def registry_pod_images(settings: Settings, role: Role) -> list[str]:
+    images = [settings.registry.image]
+    if role == "private" and settings.access.auth_enabled:
+        images += [settings.access.proxy_image, settings.access.token_server_image]
+    return images
 
 
 # --------------------------------------------------------------------------- exposure
@@ -222,8 +256,17 @@ def _scheduling(settings: Settings, app: str, hard: bool) -> dict:
     return {"affinity": {"podAntiAffinity": anti_affinity}, "topologySpreadConstraints": spread}
 
 
+def _drain_seconds(pre_stop: int) -> int:
+    return max(pre_stop, 5)  # http.draintimeout
+
+
 def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cache: Optional[CacheSettings] = None) -> dict:
-    """Deployment spec of a Distribution workload: the private registry or a cache (role mirror)."""
+    """Deployment spec of a Distribution workload: the private registry or a cache (role mirror).
+
+    With authEnabled (private registry) the pod has two more containers: the auth proxy on :5000 (it
+    serves the token realm /auth and sends everything else to the registry on :5002, and ends TLS
+    when tlsSecretName is set) and the token server (docker_auth) on :5003. The caches stay plain
+    anonymous proxies: one container, no front."""
     names = Names.for_registry(settings, role, cache)
     config_path = CONFIG_PATHS[settings.registry.schema]
     config_dir = config_path.rsplit("/", 1)[0]
@@ -231,6 +274,9 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cach
     replicas = settings.registry.replicas if cache is None else cache.replicas
     component = "registry" if role == "private" else "mirror"
     tls_secret = settings.access.tls_secret_name if role == "private" else None
+    token_auth = role == "private" and settings.access.auth_enabled
+    registry_port = "registry" if token_auth else "http"
+    registry_tls = bool(tls_secret) and not token_auth  # with auth, the proxy ends TLS
     container = {
         "name": "registry",
         "image": settings.registry.image,
@@ -238,14 +284,15 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cach
         "args": ["serve", config_path],
         "env": [{"name": name, "value": value} for name, value in REGISTRY_ENV.items()],
         "ports": [
-            {"name": "http", "containerPort": REGISTRY_PORT, "protocol": "TCP"},
+            {"name": registry_port, "containerPort": auth.REGISTRY_BACKEND_PORT if token_auth else REGISTRY_PORT,
+             "protocol": "TCP"},
             {"name": "debug", "containerPort": DEBUG_PORT, "protocol": "TCP"},
         ],
         # Readiness follows the storage health check: "/" answers 503 while S3 is failing.
         # With auth on, GET / still answers without credentials (Distribution's health handler).
         # With TLS the kubelet probes over HTTPS and does not verify the certificate.
         "readinessProbe": {
-            "httpGet": {"path": "/", "port": "http", **({"scheme": "HTTPS"} if tls_secret else {})},
+            "httpGet": {"path": "/", "port": registry_port, **({"scheme": "HTTPS"} if registry_tls else {})},
             "periodSeconds": 5,
             "timeoutSeconds": 3,
             "failureThreshold": 3,
@@ -253,13 +300,13 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cach
         # Liveness only asks whether the process accepts connections: an S3 outage must not
         # restart every replica at once.
         "livenessProbe": {
-            "tcpSocket": {"port": "http"},
+            "tcpSocket": {"port": registry_port},
             "initialDelaySeconds": 10,
             "periodSeconds": 10,
             "failureThreshold": 6,
         },
         # Keep serving while endpoints are removed everywhere, then drain (http.draintimeout).
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(pre_stop)]}}} if pre_stop else {},
+        "lifecycle": _sleep_before_stop(pre_stop),
         "resources": resources(
             settings.registry.resources.cpu_request,
             settings.registry.resources.memory_request,
@@ -273,45 +320,48 @@ def registry_deployment_spec(settings: Settings, role: Role, checksum: str, cach
     }
     if not pre_stop:
         del container["lifecycle"]
-    if tls_secret:
+    if registry_tls:
         container["volumeMounts"].append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+    containers = [container]
+    volumes = [
+        {
+            "name": "config",
+            "secret": {
+                "secretName": names.config_secret,
+                "defaultMode": 0o440,
+                # Each file with its own mode: the cache's credential helper must be executable.
+                "items": [
+                    {"key": key, "path": key, "mode": mode}
+                    for key, mode in secret_files(settings, role, cache=cache).items()
+                ],
+            },
+        },
+        {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+    ]
+    if token_auth:
+        containers += [auth_proxy_container(settings), token_server_container(settings)]
+        volumes += [
+            _secret_volume("auth-proxy", names.config_secret, {auth.PROXY_CONFIG_KEY: "haproxy.cfg"}),
+            _secret_volume("token-server", names.token_secret,
+                           {key: key for key in (auth.TOKEN_CONFIG_KEY, auth.TOKEN_KEY_KEY, auth.TOKEN_CERT_KEY)}),
+        ]
+    if tls_secret:
+        # An existing kubernetes.io/tls Secret (cert-manager's, say): only its two keys, group-readable
+        # by fsGroup. Read at start: a renewed certificate needs a rollout. haproxy takes the key from
+        # <certificate>.key next to the certificate.
+        paths = ({"tls.crt": auth.PROXY_TLS_PEM, "tls.key": f"{auth.PROXY_TLS_PEM}.key"} if token_auth
+                 else {"tls.crt": "tls.crt", "tls.key": "tls.key"})
+        volumes.append(_secret_volume("tls", tls_secret, paths))
     pod_spec: dict = {
         # A Service named docker-registry would otherwise inject DOCKER_REGISTRY_* and, for
         # names starting with "registry", REGISTRY_* variables that Distribution parses as config.
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
         "securityContext": pod_security_context(REGISTRY_UID),
-        "terminationGracePeriodSeconds": pre_stop + max(pre_stop, 5) + 10,
-        "containers": [container],
-        "volumes": [
-            {
-                "name": "config",
-                "secret": {
-                    "secretName": names.config_secret,
-                    "defaultMode": 0o440,
-                    # Each file with its own mode: the cache's credential helper must be executable.
-                    "items": [
-                        {"key": key, "path": key, "mode": mode}
-                        for key, mode in secret_files(settings, role, cache=cache).items()
-                    ],
-                },
-            },
-            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-        ],
+        "terminationGracePeriodSeconds": pre_stop + _drain_seconds(pre_stop) + 10,
+        "containers": containers,
+        "volumes": volumes,
     }
-    if tls_secret:
-        # An existing kubernetes.io/tls Secret (cert-manager's, say): only its two keys, group-readable
-        # by fsGroup. Distribution reads them at start: a renewed certificate needs a rollout.
-        pod_spec["volumes"].append(
-            {
-                "name": "tls",
-                "secret": {
-                    "secretName": tls_secret,
-                    "defaultMode": 0o440,
-                    "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}],
-                },
-            }
-        )
     if role == "private":
         hard = settings.registry.anti_affinity == "required"
         pod_spec.update(_scheduling(settings, names.app, hard))
@@ -338,6 +388,70 @@ def rolling_update(settings: Settings, role: Role) -> dict:
     if role == "private" and settings.registry.anti_affinity == "required":
         return {"maxUnavailable": 1, "maxSurge": 0}
     return {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def _sleep_before_stop(seconds: int) -> dict:
+    return {"preStop": {"exec": {"command": ["sleep", str(seconds)]}}} if seconds else {}
+
+
+def _secret_volume(name: str, secret_name: str, paths: dict[str, str]) -> dict:
+    return {
+        "name": name,
+        "secret": {
+            "secretName": secret_name,
+            "defaultMode": 0o440,
+            "items": [{"key": key, "path": path} for key, path in paths.items()],
+        },
+    }
+
+
+def auth_proxy_container(settings: Settings) -> dict:
+    """haproxy on :5000: /auth to the token server, the rest to the registry (auth.proxy_config)."""
+    pre_stop = settings.registry.pre_stop_seconds
+    tls = settings.access.tls
+    container = {
+        "name": "auth-proxy",
+        "image": settings.access.proxy_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["haproxy", "-db", "-f", f"{auth.PROXY_CONFIG_DIR}/haproxy.cfg"],
+        "ports": [{"name": "http", "containerPort": REGISTRY_PORT, "protocol": "TCP"}],
+        # Through the proxy to the registry's health check: the pod is ready when both are.
+        "readinessProbe": {
+            "httpGet": {"path": "/", "port": "http", **({"scheme": "HTTPS"} if tls else {})},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {"tcpSocket": {"port": "http"}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        # Outlives the registry's drain: requests in flight keep their way in.
+        "lifecycle": _sleep_before_stop(pre_stop + _drain_seconds(pre_stop)),
+        "resources": resources("50m", "32Mi", "128Mi"),
+        "securityContext": container_security_context(REGISTRY_UID),
+        "volumeMounts": [{"name": "auth-proxy", "mountPath": auth.PROXY_CONFIG_DIR, "readOnly": True}],
+    }
+    if tls:
+        container["volumeMounts"].append({"name": "tls", "mountPath": auth.PROXY_TLS_DIR, "readOnly": True})
+    return container
+
+
+def token_server_container(settings: Settings) -> dict:
+    """docker_auth on :5003 (only the proxy sends it traffic: the NetworkPolicies admit :5000 and :5001)."""
+    pre_stop = settings.registry.pre_stop_seconds
+    return {
+        "name": "token-server",
+        "image": settings.access.token_server_image,
+        "imagePullPolicy": "IfNotPresent",
+        # --logtostderr: glog would otherwise write log files under /tmp, and the root is read-only.
+        "args": ["--logtostderr", f"{auth.TOKEN_SERVER_CONFIG_DIR}/{auth.TOKEN_CONFIG_KEY}"],
+        "ports": [{"name": "token", "containerPort": auth.TOKEN_SERVER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/", "port": "token"}, "periodSeconds": 10, "timeoutSeconds": 3},
+        "livenessProbe": {"tcpSocket": {"port": "token"}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        **({"lifecycle": _sleep_before_stop(pre_stop)} if pre_stop else {}),
+        # Each token request checks a bcrypt password (cost 10: about 0.1 s of one core).
+        "resources": resources("50m", "32Mi", "128Mi"),
+        "securityContext": container_security_context(REGISTRY_UID),
+        "volumeMounts": [{"name": "token-server", "mountPath": auth.TOKEN_SERVER_CONFIG_DIR, "readOnly": True}],
+    }
 
 
 def pdb_spec(app: str, stack: str) -> dict:
@@ -371,15 +485,10 @@ def redis_deployment_spec(settings: Settings, checksum: str) -> dict:
         "imagePullPolicy": "IfNotPresent",
         "command": ["redis-server", "/etc/redis/redis.conf"],
         "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
-        "env": [
-            {
-                # redis-cli reads the password from here, so the probe has none on its command line.
-                "name": "REDISCLI_AUTH",
-                "valueFrom": {"secretKeyRef": {"name": names.config_secret, "key": "password"}},
-            }
-        ],
         "readinessProbe": {
-            "exec": {"command": ["sh", "-c", "redis-cli ping | grep -q PONG"]},
+            # The password comes from the mounted file into the probe's own environment (redis-cli reads
+            # REDISCLI_AUTH): not in the container's env, not on a command line.
+            "exec": {"command": ["sh", "-c", f'REDISCLI_AUTH="$(cat {REDIS_PASSWORD_FILE})" redis-cli ping | grep -q PONG']},
             "periodSeconds": 5,
             "timeoutSeconds": 2,
         },
@@ -416,7 +525,8 @@ def redis_deployment_spec(settings: Settings, checksum: str) -> dict:
                         "secret": {
                             "secretName": names.config_secret,
                             "defaultMode": 0o440,
-                            "items": [{"key": "redis.conf", "path": "redis.conf"}],
+                            "items": [{"key": "redis.conf", "path": "redis.conf"},
+                                      {"key": "password", "path": REDIS_PASSWORD_FILE.rsplit("/", 1)[1]}],
                         },
                     },
                     {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},

@@ -5,7 +5,8 @@
                         [--username USER] [--password-stdin] [--tls-verify] [--ca-cert FILE]
 
 A registry with authEnabled: REGISTRY_USERNAME and REGISTRY_PASSWORD (or --username and the
-password on stdin with --password-stdin; never on the command line). With tlsSecretName:
+password on stdin with --password-stdin; never on the command line); the token realm the registry
+names is asked for tokens with them. A push identity passes push and pull; only an admin deletes. With tlsSecretName:
 --tls-verify (HTTPS only, certificate verified) and --ca-cert FILE or REGISTRY_CA_CERT for a
 private CA. The password goes to skopeo in a 0600 temporary auth file and is never printed.
 
@@ -20,7 +21,8 @@ Checks, each printed as one `PASS|FAIL|SKIP <check> <detail>` line:
   mirror      (--mirror, one per cache) a small public image pulled twice through the cache (IMAGE,
               default --mirror-image, a Docker Hub image); the second pull is served from the
               cache (the repository is in the cache's catalog)
-  delete      the pushed manifest deleted, and a GET of it answers 404
+  delete      the pushed manifest deleted, and a GET of it answers 404 (SKIP when token auth says
+              the identity may not delete: only admin identities may)
 Exit 0 when nothing failed, 1 when a check failed, 2 on usage errors. A dead address fails
 the `v2` check within --timeout seconds and the rest are not attempted.
 """
@@ -158,7 +160,14 @@ def delete_manifest(report: Report, address: str, digest: str, scheme: str, time
                     access: imagetools.RegistryAccess = imagetools.ANONYMOUS) -> None:
     url = f"{scheme}://{address}/v2/{TEST_REPOSITORY}/manifests/{digest}"
     try:
-        status, _, body = imagetools.http_request(url, "DELETE", timeout=timeout, access=access)
+        status, headers, body = imagetools.http_request(url, "DELETE", timeout=timeout, access=access)
+        challenge = imagetools.bearer_challenge(headers) if status == 401 else None
+        if challenge and challenge.get("error") == "insufficient_scope":
+            # token auth: only an admin identity may delete; a push identity (CI) may not, by design
+            who = access.username or "an anonymous client"
+            report.skipped("delete", f"{who} may not delete (401 insufficient_scope): {TEST_REPOSITORY}@{digest[:19]}... "
+                                     "stays; run as an admin identity to clean up")
+            return
         if status not in (200, 202):
             hint = " (deletion is disabled: storage.delete.enabled)" if status == 405 else ""
             report.failed("delete", f"DELETE {TEST_REPOSITORY}@{digest[:19]}... answered {status}{hint}")

@@ -7,6 +7,7 @@ can only be decrypted by the stack's secrets provider).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -108,6 +109,89 @@ def bcrypt_hash(password: str, seed: str) -> str:
     return bcrypt.hashpw(password.encode()[:72], f"$2a$04${salt}".encode()).decode()
 
 
+def _probable_prime(n: int) -> bool:
+    small = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
+    if any(n % p == 0 for p in small):
+        return n in small
+    d, r = n - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in small[:12]:
+        x = pow(a, d, n)
+        if x in (1, n - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, n)
+            if x == n - 1:
+                break
+        else:
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def mock_rsa_private_key(seed: str, bits: int = 2048):
+    """A real RSA key derived from `seed` (pulumi-tls generates one at random; renders stay reproducible).
+    A stand-in for tests and renders only: 2048 bits whatever the program asks for, for speed."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    def prime(label: str) -> int:
+        counter = 0
+        while True:
+            raw = b"".join(hashlib.sha512(f"{seed}:{label}:{counter}:{i}".encode()).digest() for i in range(bits // 1024))
+            candidate = int.from_bytes(raw[: bits // 16], "big") | (3 << (bits // 2 - 2)) | 1
+            if _probable_prime(candidate) and (candidate - 1) % 65537:
+                return candidate
+            counter += 1
+
+    p, q, e = prime("p"), prime("q"), 65537
+    d = pow(e, -1, (p - 1) * (q - 1))
+    numbers = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), rsa.RSAPublicNumbers(e, p * q))
+    return numbers.private_key()
+
+
+def mock_tls_private_key(seed: str) -> dict:
+    """The outputs of a pulumi-tls PrivateKey (RSA) the program reads."""
+    from cryptography.hazmat.primitives import serialization as ser
+
+    key = mock_rsa_private_key(seed)
+    return {
+        "privateKeyPem": key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.TraditionalOpenSSL, ser.NoEncryption()).decode(),
+        "privateKeyPemPkcs8": key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()).decode(),
+        "publicKeyPem": key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo).decode(),
+    }
+
+
+def mock_self_signed_cert(inputs: dict) -> dict:
+    """A real certificate for the key in `inputs`, with fixed dates and serial (reproducible)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization as ser
+    from cryptography.x509.oid import NameOID
+
+    key = ser.load_pem_private_key(inputs["privateKeyPem"].encode(), password=None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (inputs.get("subject") or {}).get("commonName", "mock"))])
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+    end = start + datetime.timedelta(hours=int(inputs.get("validityPeriodHours", 24)))
+    serial = int(hashlib.sha256(inputs["privateKeyPem"].encode()).hexdigest()[:16], 16)
+    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(serial).not_valid_before(start).not_valid_after(end)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return {
+        "certPem": cert.public_bytes(ser.Encoding.PEM).decode(),
+        "keyAlgorithm": "RSA",
+        "validityStartTime": start.isoformat().replace("+00:00", "Z"),
+        "validityEndTime": end.isoformat().replace("+00:00", "Z"),
+        "readyForRenewal": False,
+    }
+
+
 class RegistryMocks(Mocks):
     """Provider-computed values the program reads, made up deterministically."""
 
@@ -124,6 +208,10 @@ class RegistryMocks(Mocks):
             length = int(inputs.get("length", 32))
             state["result"] = deterministic(f"password:{args.name}", length)
             state["bcryptHash"] = bcrypt_hash(state["result"], seed=args.name)
+        elif typ == "tls:index/privateKey:PrivateKey":
+            state.update(mock_tls_private_key(f"tls:{args.name}"))
+        elif typ == "tls:index/selfSignedCert:SelfSignedCert":
+            state.update(mock_self_signed_cert(unwrap_secrets(inputs)))
         elif typ == "aws:s3/bucket:Bucket":
             bucket = inputs.get("bucket") or f"{inputs.get('bucketPrefix', args.name + '-')}{deterministic(args.name, 8)}"
             resource_id = bucket

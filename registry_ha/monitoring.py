@@ -207,8 +207,9 @@ def alerts(settings: Settings, timing: Timing = CLUSTER) -> list[Alert]:
             f"A Deployment (registry, cache or Redis) has had fewer Ready pods than its spec for {timing.hold(300)} "
             "(needs kube-state-metrics).",
             f"`{kubectl} get pods -l app.kubernetes.io/name={{{{ $labels.deployment }}}}`: a registry pod Running but "
-            "not Ready fails its storage health check (RegistryStorageUnhealthy); a Pending one finds no node "
-            "(antiAffinity: required needs replicas + 1 nodes during a rollout).",
+            "not Ready fails its storage health check (RegistryStorageUnhealthy) or, with authEnabled, its auth-proxy "
+            "or token-server container is not Ready (`kubectl describe pod`, then that container's log); a Pending "
+            "one finds no node (antiAffinity: required needs replicas + 1 nodes during a rollout).",
         ),
         Alert(
             "RegistryPodRestarting", "registry-availability", "warning",
@@ -254,12 +255,14 @@ def alerts(settings: Settings, timing: Timing = CLUSTER) -> list[Alert]:
         ),
         Alert(
             "RegistryStorageUnhealthy", "registry-storage", "critical",
-            f'max by (namespace, pod) (kube_pod_status_ready{{namespace="{ns}",condition="false"}}) == 1\n'
+            # The registry container's readiness, not the pod's: with authEnabled the pod also holds the auth
+            # proxy and the token server, whose failures are not a storage problem.
+            f'max by (namespace, pod) (kube_pod_container_status_ready{{namespace="{ns}",container="registry"}}) == 0\n'
             "and on (namespace, pod)\n"
             f"max by (namespace, pod) (up{{{t.registries()}}}) == 1",
             timing.hold(120),
             "{{ $labels.pod }}: up but not Ready (storage health check failing)",
-            f"The registry in the pod answers on :5001 but has failed its readiness probe (GET / on :5000) for "
+            f"The registry in the pod answers on :5001 but its container has failed its readiness probe (GET /) for "
             f"{timing.hold(120)}: Distribution answers 503 once its S3 health check (every 10s) has failed 3 times in "
             "a row, and the pod leaves the Service (needs kube-state-metrics).",
             f"`{kubectl} port-forward pod/{{{{ $labels.pod }}}} 5001` and `curl -s 127.0.0.1:5001/debug/health` "

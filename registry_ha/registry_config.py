@@ -14,6 +14,7 @@ from typing import Literal, Optional
 
 import yaml
 
+from registry_ha.auth import BUNDLE_KEY, JWKS_KEY, REGISTRY_BACKEND_PORT, registry_token_auth
 from registry_ha.settings import DEBUG_PORT, REGISTRY_PORT, CacheSettings, Settings
 
 Role = Literal["private", "mirror"]
@@ -21,9 +22,7 @@ Role = Literal["private", "mirror"]
 CONFIG_PATHS = {"v2": "/etc/docker/registry/config.yml", "v3": "/etc/distribution/config.yml"}
 PRIVATE_ROOT_DIRECTORY = "/registry"  # each cache has its own: CacheSettings.root_directory
 METRICS_PATH = "/metrics"
-AUTH_REALM = "registry-ha"
 CONFIG_KEY = "config.yml"
-HTPASSWD_KEY = "htpasswd"  # key in the config Secret, so the file lands next to config.yml
 CREDENTIAL_HELPER_KEY = "credential-helper"  # the cache's proxy.exec program (v3), next to config.yml
 UPSTREAM_CREDENTIALS_KEY = "upstream-credentials.json"  # what the helper prints for the upstream's hosts
 TLS_MOUNT = "/etc/registry-tls"  # the kubernetes.io/tls Secret (tls.crt, tls.key), mounted read-only
@@ -41,33 +40,25 @@ class Endpoints:
     listen_addr: str = f":{REGISTRY_PORT}"
     debug_addr: str = f":{DEBUG_PORT}"
     proxy_remote_url: Optional[str] = None  # None: the cache's remote_url
-    htpasswd_path: Optional[str] = None  # set: auth.htpasswd with this file (bcrypt entries)
+    listen_net: str = "tcp"  # "unix": listen_addr is a socket path (the sandbox's replicas behind their proxy)
     tls_certificate: Optional[str] = None  # set (with tls_key): http.tls, the registry serves HTTPS
     tls_key: Optional[str] = None
     config_dir: Optional[str] = None  # where the Secret's other files sit (default: the image's config dir)
 
 
 def pod_security_paths(settings: Settings, role: Role, schema: Optional[str] = None) -> dict:
-    """In-pod paths for Endpoints' htpasswd/TLS fields, from the access settings (private registry only:
-    the caches stay anonymous plain HTTP, nodes' containerd pulls through them)."""
+    """In-pod values of Endpoints' listen/TLS fields, from the access settings (private registry only:
+    the caches stay anonymous plain HTTP, nodes' containerd pulls through them).
+
+    With auth the pod's auth proxy owns :5000 (it serves the token realm) and ends TLS; the registry
+    listens behind it."""
     if role != "private":
         return {}
-    schema = schema or settings.registry.schema
-    paths: dict = {}
     if settings.access.auth_enabled:
-        paths["htpasswd_path"] = CONFIG_PATHS[schema].rsplit("/", 1)[0] + "/" + HTPASSWD_KEY
+        return {"listen_addr": f":{REGISTRY_BACKEND_PORT}"}
     if settings.access.tls:
-        paths["tls_certificate"] = f"{TLS_MOUNT}/tls.crt"
-        paths["tls_key"] = f"{TLS_MOUNT}/tls.key"
-    return paths
-
-
-def htpasswd_file(entries: dict[str, str]) -> str:
-    """`user:bcrypt-hash` lines (pulumi-random's bcrypt_hash), sorted by user."""
-    for user, hashed in entries.items():
-        if ":" in user or not hashed.startswith("$2"):
-            raise ValueError(f"htpasswd entry for {user!r}: a user without ':' and a bcrypt hash")
-    return "".join(f"{user}:{entries[user]}\n" for user in sorted(entries))
+        return {"tls_certificate": f"{TLS_MOUNT}/tls.crt", "tls_key": f"{TLS_MOUNT}/tls.key"}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -190,6 +181,7 @@ def build_registry_config(
         },
         "storage": storage,
         "http": {
+            **({"net": endpoints.listen_net} if endpoints.listen_net != "tcp" else {}),
             "addr": endpoints.listen_addr,
             # One secret for every replica: upload state signed by one replica must verify on the next.
             "secret": credentials.http_secret,
@@ -218,10 +210,11 @@ def build_registry_config(
             "key": endpoints.tls_key,
             "minimumtls": MINIMUM_TLS,
         }
-    if endpoints.htpasswd_path:
-        # Distribution's htpasswd has no roles: every listed user may push, pull and delete.
-        # GET / (the health check the readiness probe uses) stays unauthenticated.
-        config["auth"] = {"htpasswd": {"realm": AUTH_REALM, "path": endpoints.htpasswd_path}}
+    if role == "private" and settings.access.auth_enabled:
+        if schema != "v3":
+            raise ValueError("token auth needs the 3.x schema (2.8 announces an https realm on any scheme)")
+        # Every API call needs a token with the right scope; GET / (the health check) stays open.
+        config["auth"] = registry_token_auth(settings, _config_dir(schema, endpoints))
     if cache is not None:
         proxy: dict = {"remoteurl": endpoints.proxy_remote_url or cache.remote_url}
         if schema == "v3":
@@ -250,7 +243,8 @@ def secret_files(
     schema = schema or settings.registry.schema
     files = {CONFIG_KEY: 0o440}
     if role == "private" and settings.access.auth_enabled:
-        files[HTPASSWD_KEY] = 0o440
+        files[BUNDLE_KEY] = 0o440  # the signing certificates, and the same keys as a JWKS
+        files[JWKS_KEY] = 0o440
     if cache is not None and schema == "v3":
         files[CREDENTIAL_HELPER_KEY] = 0o550
         if cache.username:

@@ -10,7 +10,9 @@ It also writes what nodes need, for operators who provision nodes with their own
 nodes/etc/containerd/certs.d/<registry>/hosts.toml (the files nodeConfigurator writes, from
 the same builder) and nodes/docker-daemon.json, the Docker daemon's equivalent. A cache whose
 ClusterIP is not pinned in its mirrors entry gets its address only when deployed: its file is
-left out, and render says so.
+left out, and render says so. With authEnabled the private registry's files carry the node
+identity's Authorization header, mode 0600: `[secret]` unless --show-secrets (then the mock
+password's), since the real password exists only in the Pulumi state.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from registry_ha.auth import basic_authorization
 from registry_ha.containerd import CERTS_D, NodeFiles, cluster_endpoints, docker_daemon_json, node_files
 from registry_ha.exit_codes import FAILURE, USAGE
 from registry_ha.mock_engine import REPO_ROOT, ProgramRun, normalize, redact_secrets, run_program, unwrap_secrets
@@ -30,6 +33,7 @@ from registry_ha.stacks import check_no_collision, read_stack_file
 
 NODES_DIR = "nodes"
 DOCKER_DAEMON_FILE = "docker-daemon.json"
+REDACTED = "[secret]"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -61,15 +65,26 @@ def _kubernetes_order(manifest: dict) -> dict:
     return ordered
 
 
-def stack_node_files(settings: Settings) -> tuple[NodeFiles, dict]:
+def node_authorization(run: ProgramRun, settings: Settings, show_secrets: bool = False) -> str | None:
+    """The header the program puts in the private registry's hosts.toml (authEnabled): the node identity's,
+    from the run's secret output registryCredentials with --show-secrets, else redacted."""
+    if not settings.access.auth_enabled:
+        return None
+    if not show_secrets:
+        return REDACTED
+    password = unwrap_secrets(run.outputs["registryCredentials"])[settings.access.node_user]
+    return basic_authorization(settings.access.node_user, password)
+
+
+def stack_node_files(settings: Settings, authorization: str | None = None) -> tuple[NodeFiles, dict]:
     """(the containerd files, the Docker daemon config) with the addresses known before deploying:
     pinned cache ClusterIPs only."""
     endpoints = cluster_endpoints(settings, {cache.name: cache.cluster_ip for cache in settings.caches})
-    return node_files(settings, endpoints), docker_daemon_json(settings, endpoints)
+    return node_files(settings, endpoints, authorization), docker_daemon_json(settings, endpoints)
 
 
-def write_node_files(settings: Settings, out: Path) -> tuple[list[Path], NodeFiles]:
-    files, daemon = stack_node_files(settings)
+def write_node_files(settings: Settings, out: Path, authorization: str | None = None) -> tuple[list[Path], NodeFiles]:
+    files, daemon = stack_node_files(settings, authorization)
     root = out / NODES_DIR
     written = []
     for node_file in files.files:
@@ -100,7 +115,7 @@ def write_render(run: ProgramRun, out: Path, show_secrets: bool = False, setting
     written.append(aws_path)
     outputs = {k: ("[secret]" if k in run.secret_outputs and not show_secrets else v) for k, v in run.outputs.items()}
     if settings is not None:
-        node_paths, files = write_node_files(settings, out)
+        node_paths, files = write_node_files(settings, out, node_authorization(run, settings, show_secrets))
         written += node_paths
         outputs["nodeFiles"] = [str(path.relative_to(out)) for path in node_paths]
         outputs["nodeFilesSkipped"] = list(files.skipped)
@@ -138,6 +153,13 @@ def main(argv: list[str]) -> int:
     files, _ = stack_node_files(settings)
     for reason in files.skipped:
         print(f"  not written: {reason}")
+    if settings.access.auth_enabled:
+        print(
+            f"\nauthEnabled: the private registry's hosts.toml carry the {settings.access.node_user} identity's Authorization"
+            f" header (0600){'' if args.show_secrets else ', written as ' + REDACTED + ': put in the real one'}"
+            " (docs/caches-and-nodes.md#credentials); containerd sends it to the token realm from 2.1 on,"
+            " older nodes pull with pullSecretNamespaces"
+        )
     daemon = json.loads((out / NODES_DIR / DOCKER_DAEMON_FILE).read_text())
     print(
         f"\ncontainerd: copy {NODES_DIR}/{CERTS_D.lstrip('/')}/ to {CERTS_D}/ on each node (or set nodeConfigurator: on);"

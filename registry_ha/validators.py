@@ -162,3 +162,9 @@ def is_cron_schedule(value: str) -> bool:
             elif token.lower() not in names:
                 return False
     return True
+
+
+def image_has_digest(image: str) -> bool:
+    """name@sha256:<64 hex> (with or without a tag): the image cannot change under the reference."""
+    match = IMAGE.match(image)
+    return bool(match and match.group("digest"))

@@ -45,6 +45,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# checkov (the tests run it on the rendered manifests) pins dependencies (boto3, packaging, ...) that clash
+# with the project's: it gets a virtualenv of its own under .tools/.
+checkov_stamp=.tools/checkov/.requirements.sha256
+checkov_want="$(sha256sum requirements-checkov.txt | cut -d' ' -f1)"
+if [ ! -x .tools/checkov/venv/bin/checkov ] || [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_want" ]; then
+  mkdir -p .tools/checkov
+  "$PY" -m venv .tools/checkov/venv
+  .tools/checkov/venv/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+  echo "$checkov_want" > "$checkov_stamp"
+fi
+
 # The registry binary at the version of the program's default image (Distribution 3.x is not in
-# Debian), built with Go into .tools/ (cached: a second run does nothing).
+# Debian) and the token server (docker_auth), built with Go into .tools/ (cached: a second run does nothing).
 .venv/bin/python -m registry_ha.toolchain install

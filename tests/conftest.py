@@ -52,6 +52,20 @@ def require_registry(image: str = "registry:3.1.1") -> str:
         pytest.skip(str(exc))
 
 
+def require_token_server() -> str:
+    """The docker_auth binary `local up --auth` runs (bootstrap builds it into .tools/). Missing: a failure
+    under CI, a skip elsewhere."""
+    from registry_ha.sandbox.errors import SandboxError
+    from registry_ha.sandbox.token import binary
+
+    try:
+        return binary()
+    except SandboxError as exc:
+        if IN_CI:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
 def copy_repo(dest: Path, git_commit: bool = False) -> Path:
     """The project as a fresh clone holds it (tracked and new files; nothing git ignores) in `dest`, with
     the .venv and .tools that ./scripts/bootstrap.sh makes linked in, so its scripts run as they would

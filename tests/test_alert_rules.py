@@ -166,14 +166,18 @@ CASES = {
         ],
         [check("RegistryHighManifestLatencyP99", "25m"), check("RegistryCacheHighManifestLatencyP99", "25m")],
     ),
-    "storage: up but not Ready for 2m fires; a dead process or a 1m blip does not": (
+    "storage: up but not Ready for 2m fires; a dead process, a 1m blip or another container of the pod does not": (
         [
-            series(f'kube_pod_status_ready{{namespace="{NS}",pod="r1",condition="false"}}', "0x5 1x10"),
-            series(f'kube_pod_status_ready{{namespace="{NS}",pod="r2",condition="false"}}', "0x5 1x10"),
-            series(f'kube_pod_status_ready{{namespace="{NS}",pod="r3",condition="false"}}', "0x5 1 0x9"),
+            series(f'kube_pod_container_status_ready{{namespace="{NS}",pod="r1",container="registry"}}', "1x5 0x10"),
+            series(f'kube_pod_container_status_ready{{namespace="{NS}",pod="r2",container="registry"}}', "1x5 0x10"),
+            series(f'kube_pod_container_status_ready{{namespace="{NS}",pod="r3",container="registry"}}', "1x5 0 1x9"),
+            # authEnabled: the token server not Ready in r4 takes the pod out, but its storage is fine
+            series(f'kube_pod_container_status_ready{{namespace="{NS}",pod="r4",container="registry"}}', "1x15"),
+            series(f'kube_pod_container_status_ready{{namespace="{NS}",pod="r4",container="token-server"}}', "1x5 0x10"),
             series(f'up{{{PRIVATE},pod="r1"}}', "1x15"),
             series(f'up{{{PRIVATE},pod="r2"}}', "1x5 0x10"),
             series(f'up{{{PRIVATE},pod="r3"}}', "1x15"),
+            series(f'up{{{PRIVATE},pod="r4"}}', "1x15"),
         ],
         [
             check("RegistryStorageUnhealthy", "6m"),

@@ -85,20 +85,46 @@ BAD_CONFIGS = [
     ("bucket-too-long", "staging", {"bucketName": "a" * 64}, (),
      "registry-ha:bucketName: an S3 bucket name: 3-63 characters of a-z, 0-9, '.', '-', starting and ending with a letter or digit (got 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa')"),
     # nodePort collisions
-    # opt-in hardening: users without auth, bad user names, a TLS Secret the program owns
-    ("auth-users-without-auth", "staging", {"authUsers": '["ci"]'}, (), "registry-ha:authUsers: only with authEnabled: true (got ['ci'])"),
-    ("auth-no-users", "staging", {"authEnabled": "true", "authUsers": "[]"}, (),
-     "registry-ha:authUsers: at least one user name when authEnabled is true (got [])"),
-    ("auth-user-with-colon", "production", {"authEnabled": "true", "authUsers": '["ci:push"]'}, (),
-     "registry-ha:authUsers: user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit (got 'ci:push')"),
-    ("auth-duplicate-user", "staging", {"authEnabled": "true", "authUsers": '["ci", "ci"]'}, (),
+    # token auth: keys without auth, bad users and roles, the node identity, keys, namespaces, 2.8
+    ("auth-users-without-auth", "staging", {"authUsers": '["ci:push"]'}, (), "registry-ha:authUsers: only with authEnabled: true (got ['ci:push'])"),
+    ("pull-secrets-without-auth", "staging", {"pullSecretNamespaces": '["apps"]'}, (),
+     "registry-ha:pullSecretNamespaces: only with authEnabled: true (got ['apps'])"),
+    ("signing-keys-without-auth", "staging", {"tokenSigningKeys": '["k2"]'}, (),
+     "registry-ha:tokenSigningKeys: only with authEnabled: true (got ['k2'])"),
+    ("auth-no-users", "production", {"authUsers": "[]"}, (),
+     "registry-ha:authUsers: at least one name:role entry when authEnabled is true (got [])"),
+    ("auth-user-without-role", "production", {"authUsers": '["ci"]'}, (),
+     "registry-ha:authUsers: name:role entries with role pull, push, admin, such as ci:push (got 'ci')"),
+    ("auth-user-unknown-role", "production", {"authUsers": '["ci:delete"]'}, (),
+     "registry-ha:authUsers: name:role entries with role pull, push, admin, such as ci:push (got 'ci:delete')"),
+    ("auth-user-bad-name", "production", {"authUsers": '["CI:push"]'}, (),
+     "registry-ha:authUsers: user names of a-z, 0-9, '.', '_', '-', at most 63, starting and ending with a letter or digit (got 'CI:push')"),
+    ("auth-duplicate-user", "production", {"authUsers": '["ci:push", "ci:pull"]'}, (),
      "registry-ha:authUsers: distinct user names (got 'ci')"),
+    ("auth-too-many-users", "production", {"authUsers": json.dumps([f"u{i}:pull" for i in range(21)])}, (),
+     "registry-ha:authUsers: at most 20 users (got " + repr(repr([f"u{i}:pull" for i in range(21)])[:77] + "...") + ")"),
+    ("node-user-no-pull-users", "production", {"authUsers": '["admin:admin", "ci:push"]'}, (),
+     "registry-ha:nodeUser: a user of role pull in authUsers (there is none) (got 'node')"),
+    ("node-user-may-push", "production", {"nodeUser": "ci"}, (),
+     "registry-ha:nodeUser: a user of role pull in authUsers (node, reader) (got 'ci')"),
+    ("node-user-unknown", "production", {"nodeUser": "kubelet"}, (),
+     "registry-ha:nodeUser: a user of role pull in authUsers (node, reader) (got 'kubelet')"),
+    ("signing-keys-none", "production", {"tokenSigningKeys": "[]"}, (),
+     "registry-ha:tokenSigningKeys: 1 to 3 key names (the first signs; during a rotation, two) (got [])"),
+    ("signing-keys-repeated", "production", {"tokenSigningKeys": '["k1", "k1"]'}, (),
+     "registry-ha:tokenSigningKeys: distinct key names (got 'k1')"),
+    ("pull-secret-namespace-bad", "production", {"pullSecretNamespaces": '["Apps"]'}, (),
+     "registry-ha:pullSecretNamespaces: namespace names (DNS labels) (got 'Apps')"),
+    ("token-server-image-latest", "production", {"tokenServerImage": "cesanta/docker_auth:latest"}, (),
+     "registry-ha:tokenServerImage: an image pinned to a tag other than latest, or a digest (got 'cesanta/docker_auth:latest')"),
+    ("auth-on-2.8", "production", {"image": "registry:2.8.3"}, (),
+     "registry-ha:authEnabled: false with a Distribution 2.8 image (token auth needs 3.x) (got True)"),
     ("auth-enabled-word", "staging", {"authEnabled": "on"}, (), "registry-ha:authEnabled: true or false (got 'on')"),
     ("tls-secret-uppercase", "staging", {"tlsSecretName": "Registry_TLS"}, (),
      "registry-ha:tlsSecretName: a Secret name: lowercase letters, digits, '-' and '.', at most 253 (got 'Registry_TLS')"),
     ("tls-secret-is-the-config", "production", {"tlsSecretName": "docker-registry-config"}, (),
      "registry-ha:tlsSecretName: a kubernetes.io/tls Secret of its own, not one the program manages "
-     "(docker-registry-config, docker-registry-mirror-config, registry-redis-config) (got 'docker-registry-config')"),
+     "(docker-registry-config, docker-registry-mirror-config, docker-registry-token, registry-redis-config) (got 'docker-registry-config')"),
     # monitoring: needs the ServiceMonitor's scrape; thresholds only with the rule; bad thresholds
     ("rule-without-service-monitor", "staging", {"prometheusRule": "true"}, (),
      "registry-ha:prometheusRule: true only with serviceMonitor: true (it reads what the ServiceMonitor scrapes) (got True)"),
@@ -213,9 +239,6 @@ BAD_CONFIGS = [
     # a pool the aws/gcp/azure annotations would never name: refused rather than ignored
     ("metallb-pool-without-metallb", "staging", {"loadBalancerProvider": "aws", "metallbAddressPool": "internal"}, (),
      "registry-ha:metallbAddressPool: only with loadBalancerProvider: metallb (got 'internal')"),
-    ("auth-too-many-users", "production", {"authEnabled": "true", "authUsers": json.dumps([f"u{i}" for i in range(1, 22)])}, (),
-     "registry-ha:authUsers: at most 20 user names "
-     "(got \"['u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8', 'u9', 'u10', 'u11', 'u12', '...\")"),
 ]
 
 
@@ -255,8 +278,8 @@ def test_the_table_is_big_enough_and_distinct():
 
 def test_the_limits_themselves_are_accepted():
     """Controls of the cases above: 20 users, and a pool with metallb, pass."""
-    twenty = json.dumps([f"u{i}" for i in range(1, 21)])
-    for stack, changes in (("production", {"authEnabled": "true", "authUsers": twenty}),
+    twenty = json.dumps([f"u{i}:pull" for i in range(1, 21)])
+    for stack, changes in (("production", {"authEnabled": "true", "authUsers": twenty, "nodeUser": "u1"}),
                            ("staging", {"loadBalancerProvider": "metallb", "metallbAddressPool": "internal"})):
         error, registered = evaluate(stack, changes)
         assert error is None and "kubernetes:apps/v1:Deployment" in registered, error

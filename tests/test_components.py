@@ -7,6 +7,7 @@ import pulumi
 import pytest
 import yaml
 
+from components.auth import TokenAuth, TokenAuthArgs
 from components.namespace import RegistryNamespace, RegistryNamespaceArgs
 from components.network import NetworkPolicies, NetworkPoliciesArgs
 from components.redis import RedisCache, RedisCacheArgs
@@ -159,10 +160,17 @@ def test_redis_is_a_password_protected_lru_cache_without_persistence(monitor):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["enableServiceLinks"] is False and pod["automountServiceAccountToken"] is False
         (container,) = pod["containers"]
-        assert container["readinessProbe"]["exec"]["command"][-1] == "redis-cli ping | grep -q PONG"
-        assert password not in json.dumps(deployment)  # the password reaches the probe through the env var
+        # The probe reads the password from the mounted file (checkov CKV_K8S_35: no Secret in the env).
+        probe = container["readinessProbe"]["exec"]["command"][-1]
+        assert probe == 'REDISCLI_AUTH="$(cat /etc/redis/password)" redis-cli ping | grep -q PONG'
+        assert "env" not in container and "envFrom" not in container
+        assert password not in json.dumps(deployment)
+        (config,) = [v for v in pod["volumes"] if v["name"] == "config"]
+        assert config["secret"]["items"] == [{"key": "redis.conf", "path": "redis.conf"}, {"key": "password", "path": "password"}]
+        assert {"name": "config", "mountPath": "/etc/redis", "readOnly": True} in container["volumeMounts"]
+        assert secret["stringData"]["password"] == password
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 10000
         assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 6379
 
     return pulumi.Output.all(registered(monitor, redis.secret, redis.deployment, redis.service), redis.password).apply(check)
@@ -182,6 +190,8 @@ def registry_args(settings, role="private", cache=None):
         secret_access_key=pulumi.Output.secret("s3-secret"),
         redis_address="registry-redis.registry.svc:6379",
         redis_password=pulumi.Output.secret("redis-password"),
+        token_auth=TokenAuth("auth", TokenAuthArgs(settings, "registry"))
+        if role == "private" and settings.access.auth_enabled else None,
     )
 
 

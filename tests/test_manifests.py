@@ -38,7 +38,8 @@ def _service_monitor_config(stack: str):
 
 HARDENED = {
     "registry-ha:authEnabled": "true",
-    "registry-ha:authUsers": '["ci", "ops"]',
+    "registry-ha:authUsers": '["ci:push", "node:pull", "ops:admin"]',
+    "registry-ha:pullSecretNamespaces": '["apps"]',
     "registry-ha:tlsSecretName": "registry-tls",
 }
 
@@ -57,7 +58,7 @@ VARIANTS = {
     "staging": lambda: run_program("staging"),
     "production": lambda: run_program("production"),
     "production+serviceMonitor": lambda: run_program("production", *_service_monitor_config("production")),
-    # the opt-in hardening: an htpasswd key in the config Secret, the TLS Secret volume, an HTTPS probe
+    # token auth (the auth proxy and token server in each registry pod, pull secrets) with TLS on top
     "staging+auth+tls": lambda: run_program("staging", *_hardened_config("staging")),
     "production+auth+tls": lambda: run_program("production", *_hardened_config("production")),
     # the opt-in garbage-collect report CronJob
@@ -186,13 +187,15 @@ def test_namespace_enforces_restricted(rendered):
     assert labels["pod-security.kubernetes.io/enforce"] == RESTRICTED
     assert labels.get("pod-security.kubernetes.io/audit") == RESTRICTED
     assert labels.get("pod-security.kubernetes.io/warn") == RESTRICTED
-    # every namespaced object lives in that namespace, but the Grafana dashboard: Grafana's sidecar
-    # collects it from the monitoring namespace
+    # every namespaced object lives in that namespace, but the Grafana dashboard (Grafana's sidecar
+    # collects it from the monitoring namespace) and the pull secrets pullSecretNamespaces asks for
     name = namespaces[0]["metadata"]["name"]
     dashboards = [d for d in documents if d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     assert {(d["kind"], d["metadata"]["namespace"]) for d in dashboards} <= {("ConfigMap", "monitoring")}
     others = [d for d in documents if d["kind"] != "Namespace" and d not in dashboards]
-    assert {d["metadata"].get("namespace") for d in others} == {name}
+    elsewhere = [d for d in others if d["metadata"].get("namespace") != name]
+    assert [(d["kind"], d["type"], d["metadata"]["name"], d["metadata"]["namespace"]) for d in elsewhere] == (
+        [("Secret", "kubernetes.io/dockerconfigjson", "registry-pull", "apps")] if "auth" in rendered[0] else [])
 
 
 def test_every_workload_meets_restricted(rendered):
@@ -216,7 +219,7 @@ def test_workloads_are_hardened_beyond_restricted(rendered):
         for container in pod["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
-            assert container["securityContext"]["runAsUser"] > 0
+            assert container["securityContext"]["runAsUser"] > 10000  # checkov CKV_K8S_40
 
 
 def restricted_pod() -> dict:

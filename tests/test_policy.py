@@ -618,7 +618,7 @@ def test_default_stacks_have_no_finding(program):
         {"registry-ha:loadBalancerIP": "10.20.0.50"},
         {"registry-ha:loadBalancerProvider": "aws"},
         {"registry-ha:loadBalancerProvider": "none"},
-        {"registry-ha:authEnabled": "true", "registry-ha:authUsers": '["ci", "ops"]', "registry-ha:tlsSecretName": "registry-tls"},
+        {"registry-ha:authEnabled": "true", "registry-ha:pullSecretNamespaces": '["apps"]', "registry-ha:tlsSecretName": "registry-tls"},
         {"registry-ha:nodeConfigurator": "on",
          "registry-ha:mirrors": '[{"name": "dockerhub", "host": "docker.io"}, {"name": "ghcr", "host": "ghcr.io"}]'},
         {"registry-ha:nodeConfigurator": "remove"},

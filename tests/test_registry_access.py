@@ -123,3 +123,21 @@ def test_password_stdin_reads_one_line():
     parser_args = live_test.argparse.Namespace(username="ci", password_stdin=True, tls_verify=False, ca_cert=None)
     access = imagetools.access_from_args(parser_args, {}, stdin=io.StringIO(SECRET + "\n"))
     assert (access.username, access.password) == ("ci", SECRET)
+
+
+def test_bearer_challenge_parsing():
+    headers = {"Www-Authenticate": 'Bearer realm="http://10.0.0.5:30500/auth",service="registry.neural-hive.local",'
+                                   'scope="repository:team/app:pull,push",error="insufficient_scope"'}
+    assert imagetools.bearer_challenge(headers) == {
+        "realm": "http://10.0.0.5:30500/auth", "service": "registry.neural-hive.local",
+        "scope": "repository:team/app:pull,push", "error": "insufficient_scope"}
+    assert imagetools.bearer_challenge({"WWW-Authenticate": 'Basic realm="registry-ha"'}) is None
+    assert imagetools.bearer_challenge({}) is None
+
+
+def test_no_credentials_to_a_plain_http_realm_when_tls_is_verified():
+    """With --tls-verify the password never goes to an http:// realm (it would cross the network in clear),
+    nor to something that is not a URL: no request is made at all."""
+    access = RegistryAccess("ci", SECRET, tls_verify=True)
+    assert imagetools.fetch_token({"realm": "http://127.0.0.1:1/auth"}, access) is None
+    assert imagetools.fetch_token({"realm": "file:///etc/passwd"}, RegistryAccess("ci", SECRET)) is None

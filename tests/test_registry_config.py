@@ -14,6 +14,7 @@ CREDENTIALS = Credentials(http_secret="h" * 48, redis_password="r" * 40, s3_acce
 
 def config(role="private", schema=None, stack="staging", endpoints=ENDPOINTS, credentials=CREDENTIALS, cache=0, **values):
     """The document of the private registry, or (role mirror) of the cache at index `cache`."""
+    values.setdefault("authEnabled", "false")  # token auth has its own tests (test_auth.py)
     settings = load_settings({f"registry-ha:{k}": v for k, v in values.items()}, stack)
     chosen = settings.caches[cache] if role == "mirror" else None
     return build_registry_config(settings, role, endpoints, credentials, schema=schema, cache=chosen)

@@ -110,7 +110,7 @@ def resolve_binaries(image: str, install: bool = True, out=sys.stderr) -> dict[s
     return found  # type: ignore[return-value]
 
 
-_VERSION_ARGS = {"redis-server": ["--version"], "haproxy": ["-v"], "weed": ["version"]}
+_VERSION_ARGS = {"redis-server": ["--version"], "haproxy": ["-v"], "weed": ["version"], "docker_auth": ["--logtostderr"]}
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,6 +127,7 @@ def binary_version(path: str) -> Optional[str]:
         "redis-server": r"v=(\d+\.\d+\.\d+)",
         "haproxy": r"version (\d+\.\d+\.\d+)",
         "weed": r"version\s+(?:\d+GB\s+)?(\d+\.\d+)",
+        "docker_auth": r"docker_auth (v\S+) build",
     }
     match = re.search(patterns.get(name, r"\bv?(\d+\.\d+\.\d+)\b"), text)
     return match.group(1) if match else None

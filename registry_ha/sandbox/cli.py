@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     upstreams.add_argument("--real-upstreams", action="store_true",
                            help="every cache proxies its real upstream (its remoteUrl: Docker Hub, ghcr.io, ...): needs the internet")
     p.add_argument("--auth", action="store_true",
-                   help="authEnabled: htpasswd users (the stack's authUsers, default ci); passwords in <state-dir>/secrets.json")
+                   help="authEnabled: token auth with roles (docker_auth; the stack's authUsers, default admin, ci, "
+                        "node, reader); passwords in <state-dir>/secrets.json")
     p.add_argument("--tls", action="store_true",
                    help="tlsSecretName: the replicas serve HTTPS with a sandbox CA's certificate (<state-dir>/tls/ca/ca.crt)")
     p.add_argument("--with-prometheus", action="store_true",
@@ -131,10 +132,13 @@ def _up(args) -> int:
                   f"-u {user} --password-stdin {ep} < <(jq -r .auth_passwords.{user} "
                   f"{sandbox.state_dir / 'secrets.json'})")
         state_arg = f" --state-dir {args.state_dir}" if args.state_dir != str(DEFAULT_STATE_DIR) else ""
+        # with auth the checks push and delete: as the first identity (admin by default), password from the file
+        as_user = (f"REGISTRY_USERNAME={status['auth_users'][0]} REGISTRY_PASSWORD=\"$(jq -r .auth_passwords."
+                   f"{status['auth_users'][0]} {sandbox.state_dir / 'secrets.json'})\" ") if sandbox.auth else ""
         print(
             f"\npush: skopeo copy --insecure-policy {dest} oci:DIR:TAG docker://{ep}/REPO:TAG"
             f"\npull: skopeo copy --insecure-policy {src} docker://{ep}/REPO:TAG dir:OUT"
-            f"\ntest: ./scripts/test-registry-ha.sh --registry {ep}"
+            f"\ntest: {as_user}./scripts/test-registry-ha.sh --registry {ep}"
             + "".join(f" --mirror {address}" for address in list(status["mirrors"].values())[:1])
             + " --no-kubectl"  # the sandbox has no pods; kubectl's current context is some cluster
             + f"\nstop: ./scripts/deploy-registry-ha.sh local down{state_arg}"

@@ -6,7 +6,8 @@ otherwise. Every registry config is the program's (`build_registry_config` for t
 settings); only addresses, endpoints and credentials are replaced. The containerd hosts.toml files
 are the program's too (`node_files`), with the sandbox's addresses (`node_endpoints`). How each
 kind of process is configured, started and checked lives in its own module: s3.py, redis.py,
-registry.py (replicas, caches, stand-in), lb.py.
+registry.py (replicas, caches, stand-in), lb.py, token.py and front.py (with --auth: the token server
+and the auth proxy in front of each replica), prometheus.py.
 
 State directory layout (mode 0700):
   secrets.json   generated credentials (0600): what pulumi-random generates in the program
@@ -16,7 +17,8 @@ State directory layout (mode 0700):
                  trust (`skopeo --cert-dir <state>/tls/ca`, `curl --cacert <state>/tls/ca/ca.crt`)
   s3/ redis/ upstream/   data (kept across down/up); prometheus/ the TSDB of --with-prometheus
   logs/          one log per process
-  certs.d/       the containerd hosts.toml files for this sandbox (`ctr images pull --hosts-dir <state>/certs.d`)
+  certs.d/       the containerd hosts.toml files for this sandbox (`ctr images pull --hosts-dir <state>/certs.d`);
+                 with --auth the private registry's carry the node identity's header (0600)
 """
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from registry_ha.auth import basic_authorization
 from registry_ha.containerd import NodeEndpoints, NodeFiles, node_files
 from registry_ha.registry_config import Credentials, Endpoints
-from registry_ha.sandbox import lb, procs, prometheus, redis, registry, s3
+from registry_ha.sandbox import front, lb, procs, prometheus, redis, registry, s3, token
 from registry_ha.sandbox.binaries import binary_version, lane_image, resolve_binaries
 from registry_ha.sandbox.errors import SandboxError, SandboxUsageError
 from registry_ha.sandbox.ports import Ports
@@ -50,7 +53,7 @@ SANDBOX_TLS_SECRET = "sandbox-tls"  # stands in for tlsSecretName: the sandbox m
 
 # role -> the module that configures, starts and checks that kind of process
 KINDS = {"s3": s3, "redis": redis, "registry": registry, "mirror": registry, "upstream": registry, "lb": lb,
-         "prometheus": prometheus}
+         "token": token, "front": front, "prometheus": prometheus}
 
 __all__ = ["Sandbox", "SandboxError", "Component", "stack_config", "DEFAULT_STATE_DIR"]
 
@@ -159,6 +162,9 @@ class Sandbox:
         if tls and not any(k.endswith("tlsSecretName") and v for k, v in raw.items()):
             raw["registry-ha:tlsSecretName"] = SANDBOX_TLS_SECRET
         image = lane_image(registry_version)
+        if auth and image is not None and not image.startswith("registry:3"):
+            # named after the arguments given (the stack's authEnabled alone gets the config key's line)
+            raise SandboxUsageError(f"--auth: token auth needs Distribution 3.x, not --registry-version {registry_version}")
         if image is not None:
             raw["registry-ha:image"] = image
             raw.pop("registry-ha:configSchema", None)
@@ -284,6 +290,14 @@ class Sandbox:
             node_port=registry,
         )
 
+    def node_authorization(self) -> Optional[str]:
+        """With auth: the node identity's Authorization header, which the program writes into the private
+        registry's hosts.toml (0600); None for an open registry."""
+        if not self.auth:
+            return None
+        user = self.settings.access.node_user
+        return basic_authorization(user, self.user_passwords()[user])
+
     def node_files(self, authorization: Optional[str] = None) -> NodeFiles:
         ca = self.ca_cert.read_text() if self.tls and self.ca_cert.exists() else None
         settings = self.settings
@@ -324,7 +338,13 @@ class Sandbox:
             Component("redis", "redis", self.redis_address, [p.redis]),
         ]
         for i, name in enumerate(self.replica_names(), start=1):
-            comps.append(Component(name, "registry", f"127.0.0.1:{p.replica(i)}", [p.replica(i), p.replica_debug(i)]))
+            # with auth the replica's address is its auth proxy's (the registry sits behind it on a socket)
+            ports = [p.replica_debug(i)] if self.auth else [p.replica(i), p.replica_debug(i)]
+            comps.append(Component(name, "registry", f"127.0.0.1:{p.replica(i)}", ports))
+        if self.auth:
+            comps.append(Component("token", "token", f"127.0.0.1:{p.token}", [p.token]))
+            replica_ports = [p.replica(i) for i in range(1, len(self.replica_names()) + 1)]
+            comps.append(Component("front", "front", f"127.0.0.1:{replica_ports[0]}", replica_ports))
         if self.upstream_stand_in:
             comps.append(Component("upstream", "upstream", f"127.0.0.1:{p.upstream}", [p.upstream]))
         for i, cache in enumerate(self.settings.caches):
@@ -380,18 +400,11 @@ class Sandbox:
 
     def _write_configs(self) -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        if self.auth:
-            import bcrypt  # requirements-dev.txt; the program gets its hashes from pulumi-random
-
-            from registry_ha.registry_config import htpasswd_file
-            from registry_ha.sandbox.secrets import write_private
-
-            passwords = self.user_passwords()
-            write_private(self.config_dir / "htpasswd", htpasswd_file(
-                {u: bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode() for u, p in passwords.items()}
-            ))
         if self.tls:
             make_tls(self.tls_dir, self.settings.exposure.hostname)
+        if self.auth:
+            token.write_config(self)
+            front.write_config(self)
         s3.write_config(self)
         redis.write_config(self)
         registry.write_configs(self)
@@ -550,7 +563,7 @@ class Sandbox:
             self.down(out=out)
             raise
         shutil.rmtree(self.certs_dir, ignore_errors=True)
-        self.write_node_files(self.certs_dir)
+        self.write_node_files(self.certs_dir, self.node_authorization())
 
     def down(self, out=sys.stderr) -> list[str]:
         stopped = []

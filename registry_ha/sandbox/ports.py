@@ -45,6 +45,11 @@ class Ports:
         return self.base + 29 + index
 
     @property
+    def token(self) -> int:
+        """The token server (local up --auth)."""
+        return self.base + 90
+
+    @property
     def prometheus(self) -> int:
         """`local up --with-prometheus` (not part of the program's topology: its monitoring)."""
         return self.base + 91

@@ -24,7 +24,7 @@ from registry_ha.registry_config import (
     secret_files,
     upstream_credentials_json,
 )
-from registry_ha.sandbox import procs
+from registry_ha.sandbox import front, procs, token
 from registry_ha.sandbox.secrets import write_private
 
 if TYPE_CHECKING:
@@ -48,12 +48,14 @@ def config(sb: "Sandbox", name: str, credentials=None) -> dict:
         sb.endpoints(comp.address, sb.debug_address(name), cache=cache),
         config_dir=str(sb.config_dir / name),
     )
-    if role == "private":  # as in the program: the caches stay anonymous plain HTTP
+    if role == "private" and sb.auth:
+        # Behind the auth proxy, which owns the replica's address (and ends TLS), as in the pod.
+        endpoints = dataclasses.replace(endpoints, listen_net="unix", listen_addr=str(front.socket_path(sb, name)))
+    elif role == "private" and sb.tls:  # as in the program: the caches stay anonymous plain HTTP
         endpoints = dataclasses.replace(
             endpoints,
-            htpasswd_path=str(sb.config_dir / "htpasswd") if sb.auth else None,
-            tls_certificate=str(sb.tls_dir / "server.crt") if sb.tls else None,
-            tls_key=str(sb.tls_dir / "server.key") if sb.tls else None,
+            tls_certificate=str(sb.tls_dir / "server.crt"),
+            tls_key=str(sb.tls_dir / "server.key"),
         )
     document = build_registry_config(sb.settings, role, endpoints, credentials or sb.credentials(), cache=cache)
     if sb.settings.registry.schema == "v2":
@@ -79,6 +81,9 @@ def write_configs(sb: "Sandbox") -> None:
         write_private(directory / "config.yml", dump_config(config(sb, name)))
         cache = cache_of(sb, name)
         files = secret_files(sb.settings, role_of(sb, name), cache=cache)
+        if role_of(sb, name) == "private" and sb.auth:
+            for file_name, text in token.trust_files(sb).items():
+                write_private(directory / file_name, text)
         if CREDENTIAL_HELPER_KEY in files:
             endpoints = dataclasses.replace(sb.endpoints(comp.address, "", cache=cache), config_dir=str(directory))
             write_private(directory / CREDENTIAL_HELPER_KEY,
@@ -128,6 +133,9 @@ def healthy(sb: "Sandbox", name: str) -> bool:
     comp = sb.components[name]
     if name == "upstream":
         return procs.http_status(comp.address, "/v2/") == 200
+    if sb.auth and comp.role == "registry":
+        # on a unix socket behind the proxy: the storage health check on its debug port
+        return procs.http_status(sb.debug_address(name), "/debug/health") == 200
     if sb.tls and comp.role == "registry":
         # GET / is Distribution's unauthenticated health check, also with auth on
         return procs.http_status(comp.address, "/", ca_file=str(sb.ca_cert)) == 200

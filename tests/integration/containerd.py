@@ -100,12 +100,25 @@ class Containerd:
         return subprocess.run([self.ctr_binary, "-a", str(self.socket), "-n", self.namespace, *args],
                               capture_output=True, text=True, timeout=timeout, env=ENV)
 
-    def pull(self, ref: str, hosts_dir: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        """What a node does for an image: resolve, fetch and unpack (native snapshotter: no overlay mounts)."""
-        return self.ctr("images", "pull", "--snapshotter", "native", "--hosts-dir", str(hosts_dir), ref, timeout=timeout)
+    def pull(self, ref: str, hosts_dir: Optional[Path] = None, timeout: float = 60.0,
+             user: Optional[str] = None) -> subprocess.CompletedProcess:
+        """What a node does for an image: resolve, fetch and unpack (native snapshotter: no overlay mounts).
+        Without hosts_dir the registry is plain HTTP at the reference's own address. user ("name:password"):
+        `ctr --user`, offered to whatever token realm the registry names."""
+        where = ["--hosts-dir", str(hosts_dir)] if hosts_dir else ["--plain-http"]
+        return self.ctr("images", "pull", "--snapshotter", "native", *where, *(["--user", user] if user else []), ref,
+                        timeout=timeout)
 
     def push(self, ref: str, hosts_dir: Path) -> subprocess.CompletedProcess:
         return self.ctr("images", "push", "--hosts-dir", str(hosts_dir), ref)
+
+    def tag_and_push(self, ref: str, source: str, user: Optional[str] = None) -> subprocess.CompletedProcess:
+        """Tag `source` (already pulled) as `ref` and push it over plain HTTP, as `user` if given."""
+        self.ctr("images", "rm", ref)
+        tagged = self.ctr("images", "tag", source, ref)
+        if tagged.returncode != 0:
+            return tagged
+        return self.ctr("images", "push", "--plain-http", *(["--user", user] if user else []), ref, timeout=120)
 
     def image_digest(self, ref: str) -> Optional[str]:
         for line in self.ctr("images", "ls").stdout.splitlines()[1:]:

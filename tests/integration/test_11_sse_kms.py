@@ -67,7 +67,8 @@ def kms_registries(pool, bins, tmp_path_factory):
                           f"appendonly no\ndir {root}\n")
     redis = pool.start("kms-redis", [bins["redis-server"], str(redis_conf)], f"127.0.0.1:{redis_port}")
 
-    settings = settings_for("production")
+    # production's storage; its token auth (on in its stack file) is test 15's subject, not this one's
+    settings = settings_for("production", authEnabled="false")
     assert settings.storage.encryption == "sse-kms"
     credentials = Credentials(http_secret=secrets.token_urlsafe(32), redis_password=redis_password,
                               s3_access_key="AKIAEXAMPLE", s3_secret_key="x")

@@ -47,7 +47,8 @@ def test_a_fresh_clone_with_a_stack_of_its_own(bins, tmp_path):
 
     render = script("render", "dev")
     assert render.returncode == 0, render.stderr
-    assert render.stdout.startswith(f"rendered dev: 17 Kubernetes objects, 9 AWS resources -> {clone / 'build' / 'dev'}")
+    # 18: staging's 17 and the token server's Secret (authEnabled defaults to true; staging's file turns it off)
+    assert render.stdout.startswith(f"rendered dev: 18 Kubernetes objects, 9 AWS resources -> {clone / 'build' / 'dev'}")
     documents = list(yaml.safe_load_all((clone / "build" / "dev" / "private.yaml").read_text()))
     deployment = next(d for d in documents if d["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 2
@@ -72,6 +73,8 @@ def test_a_fresh_clone_with_a_stack_of_its_own(bins, tmp_path):
         status = json.loads(up.stdout)
         assert status["stack"] == "dev"
         assert [c["name"] for c in status["components"] if c["role"] == "registry"] == ["registry-1", "registry-2"]
+        assert {"token", "front"} <= {c["name"] for c in status["components"]}  # auth on: the token server and proxy
+        assert status["auth_users"] == ["admin", "ci", "node", "reader"]
         assert all(c["healthy"] for c in status["components"]), status
         again = script("local", "status", *opts)
         assert again.returncode == 0, again.stdout + again.stderr

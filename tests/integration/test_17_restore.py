@@ -59,7 +59,7 @@ def moto_registry(pool, bins, tmp_path_factory):
     redis = pool.start("restore-redis", [bins["redis-server"], str(root / "redis.conf")], f"127.0.0.1:{redis_port}")
     listen, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     config = build_registry_config(
-        load_settings({}, "staging"), "private",
+        load_settings({"registry-ha:authEnabled": "false"}, "staging"), "private",
         Endpoints(s3_bucket=BUCKET, s3_region=REGION, redis_addr=redis.address, s3_endpoint=endpoint,
                   listen_addr=listen, debug_addr=debug),
         Credentials(http_secret=secrets.token_urlsafe(32), redis_password=redis_password,

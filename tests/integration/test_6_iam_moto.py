@@ -107,7 +107,8 @@ def moto_registry(pool, bins, tmp_path_factory):
                  "maxmemory 64mb\nmaxmemory-policy allkeys-lru\n")
     redis = pool.start("iam-redis", [bins["redis-server"], str(redis_conf)], f"127.0.0.1:{redis_port}")
 
-    settings = load_settings({}, "staging")
+    # S3 access is what this test is about: no token server (test 15 covers token auth)
+    settings = load_settings({"registry-ha:authEnabled": "false"}, "staging")
     listen, debug = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     config = build_registry_config(
         settings,

@@ -1,12 +1,13 @@
-"""9. Opt-in hardening on a sandbox of its own: `local up --auth --tls` (authEnabled with users ci and
-reader, tlsSecretName with a sandbox CA made by openssl), real docker-registry 2.8.2 x3, haproxy in TCP
-passthrough, SeaweedFS, Redis, skopeo.
+"""9. Token auth with TLS on a sandbox of its own: `local up --auth --tls` (authEnabled with the default
+identities, tlsSecretName with a sandbox CA made by openssl): Distribution 3.1.1 x3 behind the auth
+proxy, which ends TLS and serves the token realm (docker_auth), haproxy as the LB in TCP passthrough,
+SeaweedFS, Redis, skopeo.
 
 Measured:
-- anonymous push through the LB is refused (skopeo: authentication required; raw: 401 with a Basic
-  challenge) and leaves nothing behind; a wrong password is refused as well;
-- an authenticated push works and pulls back byte-identical through the LB and from every replica;
-- htpasswd has no roles: the second user ("reader") pushes too;
+- anonymous push through the LB is refused (skopeo: authentication required; raw: 401 with a Bearer
+  challenge whose realm is https://<the LB>/auth) and leaves nothing behind; a wrong password is refused;
+- a push identity's push works and pulls back byte-identical through the LB and from every replica;
+- roles hold over TLS too: the pull identity ("reader") cannot push;
 - GET / (the readiness probe, the LB's health check) answers 200 without credentials over HTTPS;
 - skopeo trusting the sandbox CA (--cert-dir) works; skopeo and Python with the system trust store
   fail on the certificate; plain HTTP to the TLS port gets no registry answer; the certificate a
@@ -18,6 +19,7 @@ Measured:
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import socket
@@ -26,26 +28,27 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from registry_ha.sandbox.core import Sandbox
+from conftest import require_token_server
 from registry_ha import imagetools
+from registry_ha.sandbox.core import Sandbox
 
 from .conftest import REPO_ROOT, free_port, free_port_base, replica_addresses
 from .oci import assert_dir_matches, build_image, sha256, skopeo
 
 pytestmark = pytest.mark.integration
 
-USERS = ("ci", "reader")
+USERS = ("admin", "ci", "node", "reader")
 
 
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory, bins, pool):
-    # an upstream of its own: test 5 stops the session's upstream, and 2.8's cache will not start without one
+    require_token_server()
+    # an upstream of its own: test 5 stops the session's upstream
     upstream = pool.plain_registry("upstream-9")
     repo = tmp_path_factory.mktemp("hardened-repo")
-    (repo / f"Pulumi.staging.yaml").write_text(
-        "config:\n  registry-ha:authUsers: '[\"ci\", \"reader\"]'\n  registry-ha:authEnabled: 'true'\n"
-    )
+    (repo / f"Pulumi.staging.yaml").write_text("config:\n  registry-ha:authEnabled: 'true'\n")
     sb = Sandbox(
         tmp_path_factory.mktemp("hardened"),
         stack="staging",
@@ -73,21 +76,21 @@ def authfile(tmp: Path, sb: Sandbox, user: str, password: str | None = None, add
 
 
 def https(sb: Sandbox, address: str, method: str, path: str, user: str | None = None, context=None):
-    import http.client
+    """One HTTPS request verified against the sandbox CA; with `user`, through the token flow (realm, token)."""
+    if context is not None:
+        import http.client
 
-    host, _, port = address.rpartition(":")
-    conn = http.client.HTTPSConnection(host, int(port), timeout=10,
-                                       context=context or ssl.create_default_context(cafile=str(sb.ca_cert)))
-    headers = {}
-    if user:
-        token = base64.b64encode(f"{user}:{sb.user_passwords()[user]}".encode()).decode()
-        headers["Authorization"] = f"Basic {token}"
-    try:
-        conn.request(method, path, headers=headers)
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
+        host, _, port = address.rpartition(":")
+        conn = http.client.HTTPSConnection(host, int(port), timeout=10, context=context)
+        try:
+            conn.request(method, path)
+            resp = conn.getresponse()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+        finally:
+            conn.close()
+    access = imagetools.RegistryAccess(user, sb.user_passwords()[user] if user else None, True, str(sb.ca_cert))
+    status, headers, body = imagetools.http_request(f"https://{address}{path}", method, timeout=10, access=access)
+    return status, {k.lower(): v for k, v in headers.items()}, body
 
 
 def test_sandbox_runs_both(hardened):
@@ -95,13 +98,18 @@ def test_sandbox_runs_both(hardened):
     assert status["scheme"] == "https" and status["auth_users"] == list(USERS)
     assert all(c["healthy"] for c in status["components"]), status
     config = hardened.registry_config("registry-1")
-    assert config["auth"]["htpasswd"]["realm"] == "registry-ha"
-    assert config["http"]["tls"]["minimumtls"] == "tls1.2"
+    assert config["auth"]["token"]["realm"] == "https://registry.neural-hive.local:5000/auth"
+    assert config["auth"]["token"]["autoredirect"] is True
+    # the auth proxy ends TLS (it routes by path); the registry listens behind it on a socket
+    assert "tls" not in config["http"] and config["http"]["net"] == "unix"
+    proxy = (hardened.config_dir / "auth-proxy.cfg").read_text()
+    assert proxy.count(" ssl crt ") == 3 and proxy.count("set-header X-Forwarded-Proto https") == 3
     assert "auth" not in hardened.registry_config("dockerhub-cache") and "tls" not in hardened.registry_config("dockerhub-cache")["http"]
-    htpasswd = (hardened.state_dir / "config" / "htpasswd").read_text()
-    assert [line.split(":", 1)[0] for line in htpasswd.splitlines()] == sorted(USERS)
-    assert not [p for p in hardened.user_passwords().values() if p in htpasswd]  # bcrypt hashes only
-    assert (hardened.state_dir / "config" / "htpasswd").stat().st_mode & 0o077 == 0
+    token_config = (hardened.config_dir / "token" / "auth_config.yml").read_text()
+    assert sorted(yaml.safe_load(token_config)["users"]) == sorted(USERS)
+    assert not [p for p in hardened.user_passwords().values() if p in token_config]  # bcrypt hashes only
+    for secret_file in ("token/auth_config.yml", "token/token.key"):
+        assert (hardened.config_dir / secret_file).stat().st_mode & 0o077 == 0
     assert (hardened.tls_dir / "server.key").stat().st_mode & 0o077 == 0
     assert sorted(p.name for p in hardened.ca_dir.iterdir()) == ["ca.crt"]  # usable as skopeo --cert-dir
 
@@ -113,7 +121,8 @@ def test_anonymous_push_refused_authenticated_push_pulls_back_identical(hardened
     assert anonymous.returncode != 0
     assert "authentication required" in anonymous.stderr or "unauthorized" in anonymous.stderr.lower(), anonymous.stderr
     status, headers, _ = https(hardened, hardened.endpoint, "POST", "/v2/it/auth/blobs/uploads/")
-    assert status == 401 and headers["www-authenticate"] == 'Basic realm="registry-ha"'
+    assert status == 401
+    assert imagetools.bearer_challenge(headers)["realm"] == f"https://{hardened.endpoint}/auth"
     wrong = skopeo(skopeo_bin, "copy", cert_dir, f"--dest-authfile={authfile(workdir, hardened, 'ci', 'not-the-password')}",
                    image.ref, f"docker://{hardened.endpoint}/it/auth:v1")
     assert wrong.returncode != 0
@@ -138,12 +147,12 @@ def test_anonymous_push_refused_authenticated_push_pulls_back_identical(hardened
     assert anonymous_pull.returncode != 0
 
 
-def test_htpasswd_has_no_roles_every_user_may_push(hardened, skopeo_bin, workdir):
+def test_roles_hold_over_tls_the_pull_identity_cannot_push(hardened, skopeo_bin, workdir):
     image = build_image(workdir / "layout", "v1", layer_sizes=(32 * 1024,))
     result = skopeo(skopeo_bin, "copy", f"--dest-cert-dir={hardened.ca_dir}",
                     f"--dest-authfile={authfile(workdir, hardened, 'reader')}", image.ref,
                     f"docker://{hardened.endpoint}/it/reader-pushed:v1")
-    assert result.returncode == 0, result.stderr  # "reader" is a name only: Distribution's htpasswd has no roles
+    assert result.returncode != 0 and "unauthorized" in result.stderr.lower(), result.stderr
 
 
 def test_health_check_needs_no_credentials_but_v2_does(hardened):
@@ -161,7 +170,7 @@ def test_clients_that_do_not_trust_the_ca_fail(hardened, skopeo_bin, workdir):
     assert "x509" in untrusting.stderr or "certificate" in untrusting.stderr, untrusting.stderr
     with pytest.raises(ssl.SSLCertVerificationError):
         https(hardened, hardened.endpoint, "GET", "/", context=ssl.create_default_context())
-    # what the client sees through the LB is the replicas' certificate, for 127.0.0.1, from the sandbox CA
+    # what the client sees through the LB is the pods' certificate (the auth proxy's), for 127.0.0.1, from the sandbox CA
     host, _, port = hardened.endpoint.rpartition(":")
     context = ssl.create_default_context(cafile=str(hardened.ca_cert))
     with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
@@ -169,9 +178,12 @@ def test_clients_that_do_not_trust_the_ca_fail(hardened, skopeo_bin, workdir):
         assert ("IP Address", "127.0.0.1") in cert["subjectAltName"]
         assert dict(x[0] for x in cert["issuer"])["commonName"] == "registry-ha sandbox CA"
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
-    # plain HTTP to the TLS port: Go's "client sent an HTTP request to an HTTPS server", no registry API
-    status, _, body = imagetools.http_request(f"http://{hardened.endpoint}/v2/", timeout=5)
-    assert status == 400 and b"HTTPS" in body.upper()
+    # plain HTTP to the TLS port: the proxy hangs up, no registry API answers
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected)):
+        imagetools.http_request(f"http://{hardened.endpoint}/v2/", timeout=5)
+    # ...and the scripts' probe then tries https (without verification here, as without --tls-verify)
+    probe = imagetools.probe_v2(hardened.endpoint, access=imagetools.RegistryAccess("reader", hardened.user_passwords()["reader"]))
+    assert probe.ok and probe.scheme == "https", probe
 
 
 def test_cache_stays_anonymous_plain_http(hardened):
@@ -195,17 +207,17 @@ def run_script(name: str, args: list[str], env: dict, stdin: str | None = None) 
 
 
 def test_live_test_script_with_credentials_and_ca(hardened):
-    password = hardened.user_passwords()["ci"]
-    creds = {"REGISTRY_USERNAME": "ci", "REGISTRY_PASSWORD": password}
+    password = hardened.user_passwords()["admin"]
+    creds = {"REGISTRY_USERNAME": "admin", "REGISTRY_PASSWORD": password}
     ok = run_script("test-registry-ha.sh", ["--registry", hardened.endpoint, "--ca-cert", str(hardened.ca_cert)], creds)
     output = ok.stdout + ok.stderr
     assert ok.returncode == 0, output
     assert [l.split()[1] for l in ok.stdout.splitlines() if l.startswith("PASS ")] == ["v2", "push", "pull", "delete"]
-    assert "https://" in output and "user ci" in output
+    assert "https://" in output and "user admin" in output
     assert password not in output
     # the same through --password-stdin
     stdin = run_script("test-registry-ha.sh", ["--registry", hardened.endpoint, "--ca-cert", str(hardened.ca_cert),
-                                               "--username", "ci", "--password-stdin"], {}, stdin=password + "\n")
+                                               "--username", "admin", "--password-stdin"], {}, stdin=password + "\n")
     assert stdin.returncode == 0, stdin.stdout + stdin.stderr
     # no credentials: /v2/ answers 401 (that is a registry), the push fails on auth
     anonymous = run_script("test-registry-ha.sh", ["--registry", hardened.endpoint, "--ca-cert", str(hardened.ca_cert)], {})
@@ -213,8 +225,8 @@ def test_live_test_script_with_credentials_and_ca(hardened):
     assert [l for l in anonymous.stdout.splitlines() if l.startswith("FAIL  push") and "(auth)" in l], anonymous.stdout
     # a wrong password: the v2 check says the credentials were rejected, and does not print them
     wrong = run_script("test-registry-ha.sh", ["--registry", hardened.endpoint, "--ca-cert", str(hardened.ca_cert)],
-                       {"REGISTRY_USERNAME": "ci", "REGISTRY_PASSWORD": "wrong-password-1234"})
-    assert wrong.returncode == 1 and "credentials of user ci were rejected" in wrong.stdout
+                       {"REGISTRY_USERNAME": "admin", "REGISTRY_PASSWORD": "wrong-password-1234"})
+    assert wrong.returncode == 1 and "credentials of user admin were rejected" in wrong.stdout
     assert "wrong-password-1234" not in wrong.stdout + wrong.stderr
     # verification on without the CA: the system store does not know it
     untrusted = run_script("test-registry-ha.sh", ["--registry", hardened.endpoint, "--tls-verify"], creds)
