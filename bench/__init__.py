@@ -1,1 +1,1 @@
-"""Benchmarks of issue 6 (not tests: pytest never collects this package). See the README's Performance section."""
+"""The benchmark (not tests: pytest never collects this package). See docs/performance.md."""

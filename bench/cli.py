@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="registry versions the sandbox measurements run on, side by side (default: %(default)s)")
     p.add_argument("--no-latest", action="store_true", help="do not overwrite bench/latest.json")
     p.add_argument("--render", metavar="JSON", help="measure nothing: print the table of an earlier result file")
-    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README's Performance section)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown (as docs/performance.md shows it)")
     return p
 
 

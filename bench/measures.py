@@ -1,4 +1,4 @@
-"""The six measurements of issue 6. Each returns a JSON-able dict with raw samples, summaries and
+"""The benchmark's measurements. Each returns a JSON-able dict with raw samples, summaries and
 `figures`: rows of {figure, value, unit, target, met} that the printed table is built from."""
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ REGISTRY_ENV = {"OTEL_TRACES_EXPORTER": "none"}
 
 @dataclass(frozen=True)
 class Names:
-    """Object names per workload; the private registry keeps the seed's `docker-registry`."""
+    """Object names per workload; the private registry's is `docker-registry` (`kubectl get svc docker-registry`)."""
 
     app: str  # app.kubernetes.io/name, Deployment and Service name
     config_secret: str

@@ -187,7 +187,7 @@ def confirm(question: str, assume_yes: bool) -> None:
 
 
 def format_outputs(outputs: dict) -> str:
-    """The addresses an operator needs after a deploy (the seed's DNS section)."""
+    """The addresses an operator needs after a deploy (for DNS and clients)."""
 
     def get(key: str) -> str:
         value = outputs.get(key)

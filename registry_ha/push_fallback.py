@@ -1,4 +1,4 @@
-"""`scripts/push-with-fallback.sh SOURCE NAME:TAG`: the seed's "Fallback" made real.
+"""`scripts/push-with-fallback.sh SOURCE NAME:TAG`: the primary registry, then the secondary, then ECR.
 
 Tries, in order, and stops at the first that takes the image:
   1. primary    $REGISTRY_PRIMARY    (default registry.neural-hive.local:5000, the LoadBalancer)

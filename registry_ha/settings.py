@@ -142,7 +142,7 @@ class ExposureSettings:
     lb_source_ranges: tuple[str, ...]
     metallb_pool: Optional[str]
     node_port: int
-    node_address: str  # the seed's secondary address host, e.g. 37.60.241.150
+    node_address: str  # the secondary address's host, e.g. 37.60.241.150
 
 
 @dataclass(frozen=True)

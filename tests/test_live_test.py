@@ -198,7 +198,7 @@ def test_kubectl_unready_pod_and_broken_port_forward_fail(servers, tmp_path):
 
 
 def test_passes_against_the_local_sandbox(servers, tmp_path):
-    """The CI gate of issue 4: test-registry-ha.sh against `deploy-registry-ha.sh local up`."""
+    """The CI gate: test-registry-ha.sh against `deploy-registry-ha.sh local up`."""
     from conftest import require_binary
     from ops_servers import free_port
     from registry_ha.sandbox.ports import free_port_base

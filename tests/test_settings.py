@@ -1,4 +1,4 @@
-"""registry_ha/settings.py: defaults that match the seed, stack differences, and rejections."""
+"""registry_ha/settings.py: defaults that match the design, stack differences, and rejections."""
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,5 @@
 """The GitHub workflows: actionlint on every file (it knows pulumi/actions@v7's inputs, so a
-misspelt input fails), plus the structure issue 4 asks for: tests before previews of both
+misspelt input fails), plus the structure the CI needs: tests before previews of both
 stacks with PR comments, `pulumi up` on staging then production behind its environment."""
 from __future__ import annotations
 
@@ -107,3 +107,6 @@ def test_ci_tests_run_the_suite_with_ci_true():
     steps = load("ci-tests.yml")["jobs"]["tests"]["steps"]
     run = [s for s in steps if "run-tests.sh" in str(s.get("run", ""))]
     assert run and run[0]["env"]["CI"] == "true"
+    # bootstrap installs everything (apt packages, Go tools, the venvs): no hand-kept list beside it
+    assert any("./scripts/bootstrap.sh" in str(s.get("run", "")) for s in steps)
+    assert not any("apt-get install" in str(s.get("run", "")) for s in steps)
