@@ -12,7 +12,6 @@ import http.client
 import io
 import json
 import os
-import socket
 import tarfile
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from registry_ha.imagetools import plain_request as request
+from registry_ha.sandbox.ports import free_port
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -34,12 +34,6 @@ class PullError(IOError):
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- HTTP

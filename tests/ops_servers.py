@@ -18,12 +18,7 @@ from typing import Optional
 import yaml
 
 from conftest import require_binary
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from registry_ha.sandbox.ports import free_port
 
 
 def dead_address() -> str:

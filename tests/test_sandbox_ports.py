@@ -11,7 +11,7 @@ import pytest
 from conftest import require_binary
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import DEFAULT_LB_PORT, DEFAULT_PORT_BASE
-from registry_ha.sandbox.ports import PORT_BASE_RANGE, Ports, free_port_base
+from registry_ha.sandbox.ports import PORT_BASE_RANGE, Ports, ephemeral_range, free_port_base
 
 
 def time_wait(server_closes_first: bool) -> int:
@@ -98,3 +98,11 @@ def test_every_planned_port_is_valid_at_the_ends_of_the_allowed_bases(base):
 def test_free_port_base_finds_a_base_whose_ports_a_server_can_take():
     base = free_port_base()
     assert all(procs.port_free(p) for p in Ports(lb=0, base=base).planned())
+
+
+def test_free_port_base_stays_below_the_ephemeral_range():
+    """A free port in the ephemeral range can be taken by any outgoing connection between the plan and the
+    bind (a cache of the test session's sandbox once lost its port that way)."""
+    low = ephemeral_range()[0]
+    bases = {free_port_base() for _ in range(50)}
+    assert max(Ports(lb=0, base=b).planned()[-1] for b in bases) < low

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 from registry_ha.sandbox.procs import port_free
 
@@ -82,11 +84,37 @@ class Ports:
         return sorted({*range(self.base, self.base + SPAN), *self.weed().values()})
 
 
-def free_port_base(low: int = 20000, high: int = 50000) -> int:
-    """A --port-base whose planned ports a server can listen on now."""
+def ephemeral_range() -> tuple[int, int]:
+    """Where this kernel takes client ports (Linux's default when /proc does not say)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port_base(low: int = 20000, high: Optional[int] = None) -> int:
+    """A --port-base whose planned ports a server can listen on now, all below the ephemeral range:
+    a free port inside it can still be taken by any client socket before the server binds it."""
+    high = ephemeral_range()[0] - SPAN if high is None else high
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(200):
         base = rng.randrange(max(low, PORT_BASE_RANGE[0]), min(high, PORT_BASE_RANGE[1]), 10)
         if all(port_free(p) for p in Ports(lb=0, base=base).planned()):
             return base
     raise RuntimeError("no free port range found")
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def free_port(low: int = 2000, high: int = 10000) -> int:
+    """One port a server can listen on now, below both the ephemeral range and the bases'
+    spans (whose lowest port, weed's admin HTTP, is base-9942 >= 10058)."""
+    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
+    for _ in range(500):
+        port = rng.randrange(low, high)
+        if port not in _HANDED_OUT and port_free(port):
+            _HANDED_OUT.add(port)  # two calls before either binds never get the same port
+            return port
+    raise RuntimeError(f"no free port found in {low}-{high - 1}")
