@@ -319,6 +319,27 @@ def registry_iam_policy() -> str:
     return "```json\n" + json.dumps(json.loads(document), indent=2) + "\n```\n"
 
 
+def integration_tests() -> str:
+    """The integration tests in order, each with the first sentence of its module docstring."""
+    import ast
+
+    rows = []
+    for path in (REPO_ROOT / "tests" / "integration").glob("test_*.py"):
+        number = int(path.name.split("_")[1])
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        first = " ".join(doc.split("\n\n")[0].split())
+        match = re.match(rf"{number}\. (.+?\.)(?:\s|$)", first)
+        if not match:
+            raise ValueError(f"{path.name}: the docstring must open with '{number}. <one sentence>.'")
+        rows.append((number, path.stem, match.group(1)))
+    numbers = [r[0] for r in rows]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"integration test numbers are not unique: {sorted(numbers)}")
+    lines = ["| # | test | what it proves |", "|---|---|---|"]
+    lines += [f"| {n} | `{stem}` | {_cell(text)} |" for n, stem, text in sorted(rows)]
+    return "\n".join(lines) + "\n"
+
+
 def _day2() -> dict[str, Callable[[], str]]:
     from registry_ha import day2_docs
 
@@ -339,6 +360,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "outputs": outputs,
     "test-counts": suite_counts,
     "bad-input-cases": bad_input_cases,
+    "integration-tests": integration_tests,
     "performance": performance,
     **_day2(),
 }

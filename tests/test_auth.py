@@ -422,7 +422,7 @@ def test_users_and_keys_roll_the_pods_and_a_rotation_keeps_the_old_key():
 def test_the_documented_access_matrix_is_the_measured_one():
     """docs/security.md's who-can-do-what table is generated from the ACL roles; the integration test's
     literal tables (measured on 3.1.1 with skopeo, containerd and the API) must say the same."""
-    from tests.integration.test_15_token_auth import EXPECTED_API, EXPECTED_CLIENT, OK
+    from tests.integration.test_18_token_auth import EXPECTED_API, EXPECTED_CLIENT, OK
 
     for entry in KEYS_BY_NAME["authUsers"].default:
         name, role = entry.split(":", 1)

@@ -96,3 +96,27 @@ def test_pending_documents_are_still_pending():
     assert [name for name in sorted(PENDING) if (docs.REPO_ROOT / name).exists()] == []
     linked = (docs.REPO_ROOT / "README.md").read_text()
     assert all(f"({name})" in linked for name in PENDING) and "(docs/security.md)" in linked
+
+
+def _integration_dir(root: Path, files: dict[str, str]) -> Path:
+    (root / "tests" / "integration").mkdir(parents=True)
+    for name, doc in files.items():
+        (root / "tests" / "integration" / name).write_text(f'"""{doc}"""\n')
+    return root
+
+
+def test_the_integration_table_lists_every_test_module_in_number_order(monkeypatch, tmp_path):
+    root = _integration_dir(tmp_path, {"test_10_b.py": "10. Ten. More.", "test_2_a.py": "2. Two: a | b.\n\nDetail."})
+    monkeypatch.setattr(docs, "REPO_ROOT", root)
+    rows = docs.integration_tests().splitlines()[2:]
+    assert rows == ["| 2 | `test_2_a` | Two: a \\| b. |", "| 10 | `test_10_b` | Ten. |"]
+
+
+@pytest.mark.parametrize("files", [
+    {"test_15_a.py": "15. A.", "test_15_b.py": "15. B."},  # two modules with one number
+    {"test_16_a.py": "14. A."},  # the docstring's number is not the file's
+])
+def test_the_integration_table_refuses_ambiguous_numbers(monkeypatch, tmp_path, files):
+    monkeypatch.setattr(docs, "REPO_ROOT", _integration_dir(tmp_path, files))
+    with pytest.raises(ValueError):
+        docs.integration_tests()

@@ -12,7 +12,6 @@ Requests are told apart by their User-Agent in the access logs: `containerd/...`
 """
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -142,7 +141,7 @@ def test_the_private_registry_by_its_name_through_the_lb(sandbox, containerd, sk
     assert containerd.ctr("images", "tag", ref, pushed_ref).returncode == 0
     pushed = containerd.push(pushed_ref, sandbox.certs_dir)
     assert pushed.returncode == 0, pushed.stderr
-    status, _, _ = plain_request(sandbox.endpoint, "HEAD", f"/v2/team/from-node/manifests/v1",
+    status, _, _ = plain_request(sandbox.endpoint, "HEAD", "/v2/team/from-node/manifests/v1",
                                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
     assert status == 200
 

@@ -1,4 +1,4 @@
-"""10. SSE-KMS: every object the registry writes is under the stack's key, whatever the client's chunking.
+"""11. SSE-KMS: every object the registry writes is under the stack's key, whatever the client's chunking.
 
 Three 3.1.1 replicas with the production stack's rendered config (encryption: sse-kms) share one
 bucket on moto, which applies the bucket's default encryption (the stack's key, bucket key on) to

@@ -1,4 +1,4 @@
-"""10. The program's alert rules and dashboard on a real Prometheus (Debian's 2.42) scraping the session
+"""12. The program's alert rules and dashboard on a real Prometheus (Debian's 2.42) scraping the session
 sandbox's debug ports every second, with the rendered rules loaded (sandbox timing: every `for:` and
 window divided by 30).
 

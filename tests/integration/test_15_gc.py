@@ -1,4 +1,4 @@
-"""13. Garbage collection with three replicas on shared S3 (3.1.1): `local gc`, the cluster's sequence.
+"""15. Garbage collection with three replicas on shared S3 (3.1.1): `local gc`, the cluster's sequence.
 
 On a sandbox of its own (a sweep deletes what other tests' uploads leave behind, and the read-only
 switch replaces every replica): images A and B share two layers; A's manifest is deleted; the sweep

@@ -1,4 +1,4 @@
-"""14. `local restart --rolling` under a loop of pulls through the LB: no failed pull when a client retries
+"""16. `local restart --rolling` under a loop of pulls through the LB: no failed pull when a client retries
 once, never more than one replica out of the LB at a time, every replica replaced. Then the image bump:
 a 2.8.2 sandbox upgraded to 3.1.1 replica by replica (the stack's config rendered for each version),
 under the same pulls, serving the images pushed before. p99 pull latency is printed, not asserted

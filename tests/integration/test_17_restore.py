@@ -1,4 +1,4 @@
-"""15. `deploy-registry-ha.sh restore` against moto's S3 with versioning (3.1.1 on the program's config):
+"""17. `deploy-registry-ha.sh restore` against moto's S3 with versioning (3.1.1 on the program's config):
 push, delete the tag and the manifest, garbage-collect so the image's blobs go too, restore as of a time
 before the delete, and the same digest pulls again. An unversioned bucket and a time before the image
 existed are refused with one line, and nothing is written."""

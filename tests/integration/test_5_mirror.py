@@ -1,4 +1,5 @@
-"""5. The pull-through cache.
+"""5. The pull-through cache serves what it holds with its upstream down (and 3.1.1 restarts then), refuses
+what it never cached, and refuses pushes (405).
 
 On 3.1.1 (what the program deploys): fill the cache from its upstream, stop the upstream, restart
 the cache process. It starts (proxy.exec: no upstream contact at startup), serves what it holds by

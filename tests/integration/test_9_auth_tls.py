@@ -1,7 +1,9 @@
-"""9. Token auth with TLS on a sandbox of its own: `local up --auth --tls` (authEnabled with the default
-identities, tlsSecretName with a sandbox CA made by openssl): Distribution 3.1.1 x3 behind the auth
-proxy, which ends TLS and serves the token realm (docker_auth), haproxy as the LB in TCP passthrough,
-SeaweedFS, Redis, skopeo.
+"""9. `local up --auth --tls` on a sandbox of its own: anonymous pushes refused, a push identity's push
+identical everywhere, roles held over TLS, TLS verified end to end, the scripts with credentials and a CA.
+
+The sandbox: authEnabled with the default identities, tlsSecretName with a sandbox CA made by openssl;
+Distribution 3.1.1 x3 behind the auth proxy, which ends TLS and serves the token realm (docker_auth),
+haproxy as the LB in TCP passthrough, SeaweedFS, Redis, skopeo.
 
 Measured:
 - anonymous push through the LB is refused (skopeo: authentication required; raw: 401 with a Bearer
@@ -48,7 +50,7 @@ def hardened(tmp_path_factory, bins, pool):
     # an upstream of its own: test 5 stops the session's upstream
     upstream = pool.plain_registry("upstream-9")
     repo = tmp_path_factory.mktemp("hardened-repo")
-    (repo / f"Pulumi.staging.yaml").write_text("config:\n  registry-ha:authEnabled: 'true'\n")
+    (repo / "Pulumi.staging.yaml").write_text("config:\n  registry-ha:authEnabled: 'true'\n")
     sb = Sandbox(
         tmp_path_factory.mktemp("hardened"),
         stack="staging",

@@ -1,4 +1,4 @@
-"""15. Token authentication with roles on Distribution 3.1.1: `local up --auth` (the docker_auth token
+"""18. Token authentication with roles on Distribution 3.1.1: `local up --auth` (the docker_auth token
 server, the auth proxy in front of each replica, the program's config for both), one sandbox for the module.
 
 The role matrix is a table: every cell is measured, then the whole measured table is compared with the
