@@ -19,7 +19,6 @@ from typing import Optional
 from urllib.parse import urlsplit
 
 from registry_ha.imagetools import plain_request as request
-from registry_ha.sandbox.ports import free_port
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"

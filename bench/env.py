@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,7 @@ from typing import Callable, Optional
 from registry_ha.registry_config import dump_config
 from registry_ha.sandbox import procs
 from registry_ha.sandbox.core import Sandbox
-from registry_ha.sandbox.ports import free_port_base
-
-from bench.client import free_port
+from registry_ha.sandbox.ports import free_port, free_port_base
 
 
 @dataclass

@@ -28,7 +28,6 @@ Test hooks (not for production use):
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import shutil

@@ -90,3 +90,28 @@ def copy_repo(dest: Path, git_commit: bool = False) -> Path:
         git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
         git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "copy")
     return dest
+
+
+FAKES = REPO_ROOT / "tests" / "fakes"
+STACK_FILES = ("Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml")
+
+
+def stand_in_project(repo: Path, state: Path, monkeypatch) -> None:
+    """A project dir with the shipped stack files, run in-process against the stand-in `pulumi`
+    (tests/fakes/pulumi), which records every call in state/calls.jsonl."""
+    for directory in (repo, state):
+        directory.mkdir(exist_ok=True)
+    for name in STACK_FILES:
+        shutil.copy(REPO_ROOT / name, repo / name)
+    monkeypatch.setenv("FAKE_PULUMI_DIR", str(state))
+    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("REGISTRY_HA_PROJECT_DIR", str(repo))
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+
+
+def pulumi_argvs(state: Path) -> list[list[str]]:
+    """The stand-in pulumi's calls, oldest first."""
+    import json
+
+    path = state / "calls.jsonl"
+    return [json.loads(line)["argv"] for line in path.read_text().splitlines()] if path.exists() else []

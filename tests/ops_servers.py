@@ -6,7 +6,6 @@ environment (no inherited AWS_CA_BUNDLE), and is killed by `Servers.close()`.
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
+from conftest import pulumi_argvs, stand_in_project
 from registry_ha import cli, destroy_ops
 from tests.mocking import settings_for
 
-FAKES = Path(__file__).resolve().parent / "fakes"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 NI = "--non-interactive"
 
 
@@ -25,18 +22,10 @@ def outputs(stack: str) -> dict:
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     repo, state = tmp_path / "project", tmp_path / "pulumi"
-    repo.mkdir()
-    state.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml"):
-        shutil.copy(REPO_ROOT / name, repo / name)
-    monkeypatch.setenv("FAKE_PULUMI_DIR", str(state))
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REGISTRY_HA_PROJECT_DIR", str(repo))
-    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    stand_in_project(repo, state, monkeypatch)
 
     def argvs():
-        path = state / "calls.jsonl"
-        return [json.loads(line)["argv"] for line in path.read_text().splitlines()] if path.exists() else []
+        return pulumi_argvs(state)
 
     return {"repo": repo, "state": state, "argvs": argvs}
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import types
 from pathlib import Path
 
 import pytest
 
+from conftest import stand_in_project
 from registry_ha import cli, gc_ops
 
-FAKES = Path(__file__).resolve().parent / "fakes"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUTS = {"namespace": "registry", "bucketName": "neural-hive-registry-staging-abc", "region": "us-east-1"}
 RO = "registry-ha:readOnly"
 
@@ -65,16 +63,10 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path, monkeypatch) -> Cluster:
     c = Cluster(tmp_path)
-    for d in (c.project, c.pulumi, c.kube):
-        d.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml"):
-        shutil.copy(REPO_ROOT / name, c.project / name)
+    c.kube.mkdir()
+    stand_in_project(c.project, c.pulumi, monkeypatch)
     (c.pulumi / "outputs.json").write_text(json.dumps(OUTPUTS))
-    monkeypatch.setenv("FAKE_PULUMI_DIR", str(c.pulumi))
     monkeypatch.setenv("FAKE_KUBECTL_DIR", str(c.kube))
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REGISTRY_HA_PROJECT_DIR", str(c.project))
-    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
     monkeypatch.setattr(gc_ops, "POLL_SECONDS", 0.01)
     # the stack as deployed before gc: what the fake cluster runs
     (c.kube / "deployed.json").write_text(json.dumps(_registry_config(c.stack_file())))

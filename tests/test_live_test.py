@@ -11,9 +11,7 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -20,7 +19,7 @@ from packaging.version import Version
 from registry_ha import pss
 from registry_ha.mock_engine import load_stack_config, run_program
 from registry_ha.render import main as render_main
-from registry_ha.render import render_documents, write_render
+from registry_ha.render import write_render
 
 K8S_VERSION = kubernetes_validate.latest_version()
 CRD_GROUPS = ("monitoring.coreos.com/",)  # custom resources: no upstream schema to validate against

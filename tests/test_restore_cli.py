@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
+from conftest import pulumi_argvs, stand_in_project
 from registry_ha import cli
 from registry_ha.restore import parse_time
-
-FAKES = Path(__file__).resolve().parent / "fakes"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     repo, state = tmp_path / "project", tmp_path / "pulumi"
-    repo.mkdir()
-    state.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml"):
-        shutil.copy(REPO_ROOT / name, repo / name)
-    monkeypatch.setenv("FAKE_PULUMI_DIR", str(state))
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REGISTRY_HA_PROJECT_DIR", str(repo))
+    stand_in_project(repo, state, monkeypatch)
     for name in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -40,7 +30,7 @@ def test_the_bucket_comes_from_the_stack_outputs_and_missing_credentials_are_one
     assert cli.main(["restore", "production", "team/app:1.2.3", "--before", "2026-11-28T10:00:00Z", "--yes"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: no AWS credentials: set AWS_PROFILE") and "Traceback" not in err
-    calls = [json.loads(line)["argv"] for line in (project / "calls.jsonl").read_text().splitlines()]
+    calls = pulumi_argvs(project)
     assert ["stack", "output", "--json", "--stack", "production", "--non-interactive"] in calls
 
 
