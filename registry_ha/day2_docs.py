@@ -149,14 +149,17 @@ def restart_under_pulls(root: Path = REPO_ROOT) -> str:
     if newest is None:
         return "No benchmark result has the restart measurement yet: run `./scripts/bench.sh --only restart`.\n"
     source, section = newest
-    lines = [f"From {source}:", "", "| figure | value |", "|---|---|"]
-    for f in section["figures"]:
-        value = f["value"]
-        if isinstance(value, float):
-            value = f"{value:.3g}"
-        if not isinstance(f["value"], str) and f["unit"]:
-            value = f"{value} {f['unit']}"
-        lines.append(f"| {f['figure']} | {value} |")
+    # one run per registry version since the benchmark has lanes; older results hold one run
+    lanes = section.get("lanes") or {"": section}
+    lines = [f"From {source}:", "", "| registry | figure | value |", "|---|---|---|"]
+    for lane, run in lanes.items():
+        for f in run["figures"]:
+            value = f["value"]
+            if isinstance(value, float):
+                value = f"{value:.3g}"
+            if not isinstance(f["value"], str) and f["unit"]:
+                value = f"{value} {f['unit']}"
+            lines.append(f"| {lane or 'the sandbox default'} | {f['figure']} | {value} |")
     return "\n".join(lines) + "\n"
 
 

@@ -63,3 +63,15 @@ def test_the_newest_result_with_the_measure_wins(tmp_path):
     (tmp_path / "bench" / "latest.json").write_text(json.dumps(_results("2026-12-03T00:00:00+00:00")))  # no gc in it
     assert "20.0 S3 requests per image" in day2_docs.gc_cost(tmp_path)
     assert "No benchmark result has the restart measurement" in day2_docs.restart_under_pulls(tmp_path)
+
+
+def test_restart_figures_come_per_registry_version(tmp_path):
+    """The benchmark runs the restart once per lane: each lane's figures, named by version."""
+    (tmp_path / "bench").mkdir()
+    def lane(failed: str) -> dict:
+        return {"figures": [{"figure": "failed pulls, no retry / one retry", "value": failed, "unit": "", "target": "", "met": None}]}
+    restart = {"lanes": {"3.1.1": lane("0 / 0"), "2.8": lane("1 / 0")}}
+    (tmp_path / "bench" / "latest.json").write_text(json.dumps(_results("2026-12-03T00:00:00+00:00", restart=restart)))
+    rows = day2_docs.restart_under_pulls(tmp_path).splitlines()
+    assert "| 3.1.1 | failed pulls, no retry / one retry | 0 / 0 |" in rows
+    assert "| 2.8 | failed pulls, no retry / one retry | 1 / 0 |" in rows
