@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import runpy
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -26,7 +27,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from registry_ha.iam import to_policy_json
 from registry_ha.settings import PROJECT
-from registry_ha.stacks import SECURE_PLACEHOLDER, read_stack_file
+from registry_ha.stacks import read_stack_file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = REPO_ROOT / "__main__.py"
@@ -56,6 +57,7 @@ class ProgramRun:
     resources: list[Recorded]
     outputs: dict[str, Any]
     secret_outputs: set[str]
+    provider_seconds: float = 0.0  # CPU the mocks spent standing in for providers
 
     def of_type(self, type_: str) -> list[Recorded]:
         return [r for r in self.resources if r.type == type_]
@@ -109,14 +111,24 @@ def bcrypt_hash(password: str, seed: str) -> str:
     return bcrypt.hashpw(password.encode()[:72], f"$2a$04${salt}".encode()).decode()
 
 
+def _small_primes(limit: int) -> list[int]:
+    sieve = bytearray([1]) * limit
+    sieve[:2] = b"\x00\x00"
+    for i in range(2, int(limit**0.5) + 1):
+        if sieve[i]:
+            sieve[i * i :: i] = bytes(len(range(i * i, limit, i)))
+    return [i for i in range(3, limit) if sieve[i]]
+
+
+SMALL_PRIMES = _small_primes(20000)
+
+
 def _probable_prime(n: int) -> bool:
-    small = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)
-    if any(n % p == 0 for p in small):
-        return n in small
+    """Miller-Rabin with the first 12 prime bases (n has no factor below 20000 when called)."""
     d, r = n - 1, 0
     while d % 2 == 0:
         d, r = d // 2, r + 1
-    for a in small[:12]:
+    for a in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37):
         x = pow(a, d, n)
         if x in (1, n - 1):
             continue
@@ -129,6 +141,22 @@ def _probable_prime(n: int) -> bool:
     return True
 
 
+def _prime_from(start: int, window: int = 4096) -> int:
+    """The first prime p >= start (start odd) with p-1 prime to 65537: sieve a window of odd numbers by the
+    small primes, then Miller-Rabin only the survivors (about 1 in 9)."""
+    base = start
+    while True:
+        alive = bytearray([1]) * window  # alive[k]: base + 2k
+        for p in SMALL_PRIMES:
+            k = (-base * pow(2, -1, p)) % p
+            alive[k::p] = bytes(len(range(k, window, p)))
+        for k in range(window):
+            n = base + 2 * k
+            if alive[k] and (n - 1) % 65537 and _probable_prime(n):
+                return n
+        base += 2 * window
+
+
 @functools.lru_cache(maxsize=None)
 def mock_rsa_private_key(seed: str, bits: int = 2048):
     """A real RSA key derived from `seed` (pulumi-tls generates one at random; renders stay reproducible).
@@ -136,13 +164,8 @@ def mock_rsa_private_key(seed: str, bits: int = 2048):
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     def prime(label: str) -> int:
-        counter = 0
-        while True:
-            raw = b"".join(hashlib.sha512(f"{seed}:{label}:{counter}:{i}".encode()).digest() for i in range(bits // 1024))
-            candidate = int.from_bytes(raw[: bits // 16], "big") | (3 << (bits // 2 - 2)) | 1
-            if _probable_prime(candidate) and (candidate - 1) % 65537:
-                return candidate
-            counter += 1
+        raw = b"".join(hashlib.sha512(f"{seed}:{label}:{i}".encode()).digest() for i in range(bits // 1024))
+        return _prime_from(int.from_bytes(raw[: bits // 16], "big") | (3 << (bits // 2 - 2)) | 1)
 
     p, q, e = prime("p"), prime("q"), 65537
     d = pow(e, -1, (p - 1) * (q - 1))
@@ -198,8 +221,16 @@ class RegistryMocks(Mocks):
     def __init__(self, region: str = "us-east-1", lb_ip: Optional[str] = MOCK_LB_IP):
         self.region = region
         self.lb_ip = lb_ip
+        self.provider_seconds = 0.0  # CPU spent standing in for providers (RSA keys above all), not in the program
 
     def new_resource(self, args: MockResourceArgs):
+        started = time.thread_time()  # the monitor may call from worker threads: their CPU, never a wait
+        try:
+            return self._new_resource(args)
+        finally:
+            self.provider_seconds += time.thread_time() - started
+
+    def _new_resource(self, args: MockResourceArgs):
         inputs = dict(args.inputs)
         state = dict(inputs)
         resource_id = f"{args.name}-id"
@@ -317,7 +348,8 @@ def run_program(
                 secret_outputs.add(name)
 
     _sync_await(run_pulumi_func(evaluate))
-    return ProgramRun(stack=stack, resources=monitor.recorded, outputs=exported, secret_outputs=secret_outputs)
+    return ProgramRun(stack=stack, resources=monitor.recorded, outputs=exported, secret_outputs=secret_outputs,
+                      provider_seconds=mocks.provider_seconds)
 
 
 def _engine_log() -> logging.Logger:
