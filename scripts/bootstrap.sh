@@ -49,7 +49,9 @@ fi
 # with the project's: it gets a virtualenv of its own under .tools/.
 checkov_stamp=.tools/checkov/.requirements.sha256
 checkov_want="$(sha256sum requirements-checkov.txt | cut -d' ' -f1)"
-if [ ! -x .tools/checkov/venv/bin/checkov ] || [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_want" ]; then
+# A venv records its absolute path in its scripts: one made at another path (a moved clone) cannot run.
+if ! .tools/checkov/venv/bin/checkov --version >/dev/null 2>&1 || [ "$(cat "$checkov_stamp" 2>/dev/null)" != "$checkov_want" ]; then
+  rm -rf .tools/checkov/venv
   mkdir -p .tools/checkov
   "$PY" -m venv .tools/checkov/venv
   .tools/checkov/venv/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt

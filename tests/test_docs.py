@@ -120,3 +120,10 @@ def test_the_integration_table_refuses_ambiguous_numbers(monkeypatch, tmp_path, 
     monkeypatch.setattr(docs, "REPO_ROOT", _integration_dir(tmp_path, files))
     with pytest.raises(ValueError):
         docs.integration_tests()
+
+
+def test_the_readme_quotes_redis_timeouts_default():
+    readme = (docs.REPO_ROOT / "README.md").read_text()
+    quoted = re.search(r"`redisTimeout` \((\d+) ms\)", readme)
+    default = next(k.default for k in KEYS if k.name == "redisTimeout")
+    assert quoted and f"{quoted.group(1)}ms" == default
