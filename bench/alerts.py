@@ -9,6 +9,7 @@ The drills here are also what tests/integration/test_10_monitoring.py runs (with
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import os
 import platform
@@ -30,7 +31,7 @@ from bench.client import PullError, build_image, pull, push
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULT = BENCH_DIR / "alerts.json"
-PULL_ERRORS = (OSError, PullError)
+PULL_ERRORS = (OSError, PullError, http.client.HTTPException)
 KiB = 1024
 
 

@@ -92,7 +92,7 @@ class PullLoop:
                     with self.lock:
                         self.seconds.append(time.monotonic() - t0)
                     break
-                except OSError as exc:
+                except Exception as exc:  # any way a pull can fail (a body cut short is an HTTPException, not an OSError)
                     with self.lock:
                         if attempt == 1:
                             self.first_attempt_failures += 1
