@@ -97,12 +97,17 @@ STACK_FILES = ("Pulumi.yaml", "Pulumi.staging.yaml", "Pulumi.production.yaml")
 
 
 def stand_in_project(repo: Path, state: Path, monkeypatch) -> None:
-    """A project dir with the shipped stack files, run in-process against the stand-in `pulumi`
-    (tests/fakes/pulumi), which records every call in state/calls.jsonl."""
-    for directory in (repo, state):
-        directory.mkdir(exist_ok=True)
+    """A project dir with the shipped stack files, run in-process against the stand-in `pulumi`."""
+    repo.mkdir(exist_ok=True)
     for name in STACK_FILES:
         shutil.copy(REPO_ROOT / name, repo / name)
+    use_stand_in_pulumi(repo, state, monkeypatch)
+
+
+def use_stand_in_pulumi(repo: Path, state: Path, monkeypatch) -> None:
+    """The CLI, run in-process, works on `repo` and finds the stand-in `pulumi` (tests/fakes/pulumi)
+    first on PATH, which records every call in state/calls.jsonl."""
+    state.mkdir(exist_ok=True)
     monkeypatch.setenv("FAKE_PULUMI_DIR", str(state))
     monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("REGISTRY_HA_PROJECT_DIR", str(repo))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import use_stand_in_pulumi
 from registry_ha import cli, pulumi_ops
 
-FAKES = Path(__file__).resolve().parent / "fakes"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NI = "--non-interactive"
 
@@ -45,11 +45,7 @@ def project(tmp_path, monkeypatch):
     bad = git(repo, "rev-parse", "HEAD")
 
     state = tmp_path / "fake-pulumi"
-    state.mkdir()
-    monkeypatch.setenv("FAKE_PULUMI_DIR", str(state))
-    monkeypatch.setenv("PATH", f"{FAKES}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("REGISTRY_HA_PROJECT_DIR", str(repo))
-    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE", raising=False)
+    use_stand_in_pulumi(repo, state, monkeypatch)
     monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
 
     class P:
