@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from registry_ha.containerd import CERTS_D, NodeFiles
-from registry_ha.k8s import CHECKSUM_ANNOTATION, PART_OF, checkov_annotations, labels, resources, selector_labels
+from registry_ha.k8s import CHECKSUM_ANNOTATION, PART_OF, checkov_annotations, container_security_context, labels, resources, selector_labels
 from registry_ha.settings import Settings
 
 NAMESPACE = "registry-ha-nodes"
@@ -110,17 +110,8 @@ def daemonset_spec(settings: Settings, files: NodeFiles) -> dict:
         "readinessProbe": {"exec": {"command": ["test", "-f", READY_FILE]}, "periodSeconds": 10},
         "resources": {**resources("5m", "8Mi", "32Mi"),
                       "limits": {"cpu": CPU_LIMIT, "memory": "32Mi"}},
-        "securityContext": {
-            # root: /etc/containerd/certs.d belongs to root; no capability is needed to write there.
-            "runAsUser": 0,
-            "runAsGroup": 0,
-            "runAsNonRoot": False,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        # root: /etc/containerd/certs.d belongs to root; no capability is needed to write there.
+        "securityContext": {**container_security_context(0), "runAsNonRoot": False},
         "volumeMounts": mounts,
     }
     checksum = hashlib.sha256(" ".join(args).encode() + script().encode()).hexdigest()
