@@ -35,9 +35,28 @@ def start_time(pid: int) -> Optional[int]:
     fields = raw[raw.rindex(")") + 2 :].split()
     state, starttime = fields[0], int(fields[19])
     if state in ("Z", "X"):
+        if _threads_alive(pid):
+            # A Go server's main thread can be a zombie while its other threads still run the exit: its
+            # listening socket stays open until the last one is gone, so the process still counts.
+            return starttime
         _reap(pid)
         return None
     return starttime
+
+
+def _threads_alive(pid: int) -> bool:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if raw[raw.rindex(")") + 2 :].split()[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _reap(pid: int) -> None:
